@@ -45,10 +45,13 @@ async function main(argv: string[]): Promise<number> {
       '',
     ].join('\n'),
   );
+  // The servers are unref'd children: without a handle of our own, Node would exit right here.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  clearInterval(keepAlive);
   await cluster.stop();
   process.stdout.write('# stopped\n');
   return 0;

@@ -32,7 +32,7 @@ export function isTestkitError(value: unknown): value is TestkitError {
   return value instanceof Error && (value as { name?: unknown }).name === 'TestkitError';
 }
 
-/** Hides the password of a postgres:// URL so it can be printed or logged. */
+/** Hides the password of a URL (postgres://, redis://, any scheme) so it can be printed or logged. */
 export function redactUrl(url: string): string {
-  return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]+:)[^@]*@/, '$1***@');
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
 }

@@ -1,5 +1,15 @@
 import { execFile } from 'node:child_process';
-import { appendFileSync, chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -42,6 +52,8 @@ function baseSettings(replicas: number): Record<string, string | number | boolea
     // Without feedback, vacuum on the primary cancels long replica reads: noise in tests.
     hot_standby_feedback: true,
     wal_receiver_status_interval: '1s',
+    // A restarted replica (or one whose primary restarts) reconnects within this, not the default 5 s.
+    wal_retrieve_retry_interval: '100ms',
     fsync: false,
     full_page_writes: false,
     max_connections: 200,
@@ -76,10 +88,39 @@ function isPortConflict(logFile: string): boolean {
   return /could not bind|Address already in use|could not create any TCP\/IP sockets/i.test(tailOfFile(logFile, 50));
 }
 
-export async function startLocalCluster(config: LocalClusterConfig): Promise<Cluster> {
-  const { binaries, osUser } = config;
+/**
+ * Where cluster directories go: LAGLESS_TESTKIT_TMPDIR, else /dev/shm where it exists (a cluster
+ * writes ~100 MB at start-up; memory makes that a non-cost), else the OS temp directory.
+ */
+function clusterRoot(): string {
   const uid = process.getuid?.() ?? 0;
-  const root = join(tmpdir(), `lagless-testkit-${uid}`);
+  let base = process.env.LAGLESS_TESTKIT_TMPDIR;
+  if (!base) {
+    try {
+      accessSync('/dev/shm', constants.W_OK);
+      base = '/dev/shm';
+    } catch {
+      base = tmpdir();
+    }
+  }
+  return join(base, `lagless-testkit-${uid}`);
+}
+
+/** LAGLESS_TESTKIT_DEBUG=1 prints how long each start-up phase took, to find what makes a start slow. */
+function phaseTimer(): (phase: string) => void {
+  if (!process.env.LAGLESS_TESTKIT_DEBUG) return () => {};
+  let last = performance.now();
+  return (phase) => {
+    const now = performance.now();
+    process.stderr.write(`[lagless-testkit] ${phase}: ${Math.round(now - last)} ms\n`);
+    last = now;
+  };
+}
+
+export async function startLocalCluster(config: LocalClusterConfig): Promise<Cluster> {
+  const phase = phaseTimer();
+  const { binaries, osUser } = config;
+  const root = clusterRoot();
   mkdirSync(root, { recursive: true, mode: 0o755 });
   chmodSync(root, 0o755);
   sweepStaleClusters(root);
@@ -151,18 +192,22 @@ export async function startLocalCluster(config: LocalClusterConfig): Promise<Clu
         '--encoding=UTF8',
         '--locale=C',
         '--no-sync',
+        // 1 MB WAL segments instead of 16: less to write at start-up and less to copy per replica.
+        '--wal-segsize=1',
       ]);
     } catch (error) {
       throw new TestkitError('START_FAILED', `initdb failed: ${(error as { stderr?: string }).stderr ?? error}`, {
         cause: error,
       });
     }
+    phase('initdb');
     appendFileSync(
       join(primaryDir, 'postgresql.conf'),
       `\n# lagless testkit\n${confLines({ ...baseSettings(config.replicas), ...config.settings })}`,
     );
     await startFresh(primaryServer);
 
+    phase('primary start');
     const connectionTo = (server: PostgresServer, database = config.database): NodeConnection => ({
       host: HOST,
       port: server.spec.port,
@@ -184,9 +229,11 @@ export async function startLocalCluster(config: LocalClusterConfig): Promise<Clu
       return rows[0]?.id ?? '';
     });
 
+    phase('create database and slots');
     // Each replica starts as a copy of the cleanly shut-down primary: no pg_basebackup needed, so the
     // embedded binaries (which lack it) work the same way as system ones.
     await primaryServer.stop();
+    phase('primary stop');
     const replicaServers: PostgresServer[] = [];
     for (const name of replicaNames) {
       const server = await newServer(name);
@@ -206,8 +253,12 @@ export async function startLocalCluster(config: LocalClusterConfig): Promise<Clu
       own(join(server.spec.dataDir, 'standby.signal'));
       replicaServers.push(server);
     }
-    await Promise.all([primaryServer.start(config.startTimeoutMs), ...replicaServers.map(startFresh)]);
+    phase('copy replicas');
+    // The primary first: a replica that finds it down waits wal_retrieve_retry_interval before retrying.
+    await primaryServer.start(config.startTimeoutMs);
+    await Promise.all(replicaServers.map(startFresh));
 
+    phase('start all');
     const primary = new Primary('primary', connectionTo(primaryServer));
     const replicas = replicaServers.map(
       (server) =>
@@ -220,6 +271,7 @@ export async function startLocalCluster(config: LocalClusterConfig): Promise<Clu
     );
     await primary.waitUntilStreaming(replicaNames, config.startTimeoutMs);
 
+    phase('wait streaming');
     return {
       provider: binaries.provider,
       serverVersion: binaries.version,

@@ -108,7 +108,14 @@ export class PostgresServer {
     if (!child?.pid) return;
     this.thaw();
     signalAll([child.pid], 'SIGINT');
-    const exited = await Promise.race([this.#exit?.then(() => true), sleep(timeoutMs).then(() => false)]);
+    let timer: NodeJS.Timeout | undefined;
+    const exited = await Promise.race([
+      this.#exit?.then(() => true) ?? true,
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs, false);
+      }),
+    ]);
+    clearTimeout(timer);
     if (!exited) await this.kill();
     await this.#waitGone([child.pid]);
   }

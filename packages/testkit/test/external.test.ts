@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Cluster, startCluster } from '../src/index.js';
+import { type Cluster, resolveBinaries, startCluster } from '../src/index.js';
 import { waitFor } from './helpers.js';
 
 describe('external provider (an existing cluster given by URLs)', () => {
@@ -7,7 +7,7 @@ describe('external provider (an existing cluster given by URLs)', () => {
   let external: Cluster;
 
   beforeAll(async () => {
-    local = await startCluster({ replicas: 2 });
+    local = await startCluster({ replicas: 2, provider: resolveBinaries({ provider: 'auto' }).provider });
     external = await startCluster({
       provider: 'external',
       primaryUrl: local.primary.url,
