@@ -6,7 +6,14 @@ const pkg = (name: string): string => fileURLToPath(new URL(`./packages/${name}/
 export default defineConfig({
   resolve: {
     // Tests run against source: no build step between an edit and a test run.
-    alias: [{ find: /^@lagless\/testkit$/, replacement: pkg('testkit') }],
+    alias: [
+      { find: /^@lagless\/testkit$/, replacement: pkg('testkit') },
+      { find: /^@lagless\/core$/, replacement: pkg('core') },
+      {
+        find: /^@lagless\/core\/redis$/,
+        replacement: fileURLToPath(new URL('./packages/core/src/redis.ts', import.meta.url)),
+      },
+    ],
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts'],

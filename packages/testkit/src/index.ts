@@ -15,4 +15,5 @@ export type { TestkitErrorCode } from './errors.js';
 export { isTestkitError, redactUrl, TestkitError } from './errors.js';
 export type { FaultProxy, FaultProxyOptions, ProxyDirection } from './fault-proxy.js';
 export { createFaultProxy } from './fault-proxy.js';
+export { type RedisServer, startRedis } from './redis-server.js';
 export { resolveProvider, startCluster } from './start-cluster.js';

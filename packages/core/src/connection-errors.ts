@@ -1,0 +1,92 @@
+/**
+ * Telling a node that cannot be reached apart from a query that failed on it: the first is retried
+ * elsewhere and ejects the node, the second reaches the caller unchanged.
+ */
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENOTCONN',
+  'ERR_SOCKET_CLOSED',
+  'ERR_STREAM_DESTROYED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  // postgres.js
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+  // Prisma (P1001 can't reach, P1002 timed out, P1017 server closed the connection, P2024 pool timeout)
+  'P1001',
+  'P1002',
+  'P1017',
+  'P2024',
+  // ours: a replica read or probe that outlived its timeout
+  'QUERY_TIMEOUT',
+]);
+
+const SQLSTATES = new Set([
+  '57P01', // admin_shutdown: the server is shutting down
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now: starting up, or in recovery without hot standby
+  '53300', // too_many_connections: this node cannot take us now, another may
+]);
+
+const MESSAGES =
+  /connection terminated|connection ended|server closed the connection|connection refused|socket hang up|timeout exceeded when trying to connect|terminating connection due to administrator command|the database system is (starting up|shutting down|in recovery mode)|can't reach database server|connection (is )?closed|client has encountered a connection error/i;
+
+/** Prisma driver adapters wrap driver errors as `{ kind, code?, ... }`; these kinds mean "unreachable". */
+const ADAPTER_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections']);
+
+function* errorChain(error: unknown): Generator<Record<string, unknown>> {
+  let current: unknown = error;
+  for (let depth = 0; depth < 6 && typeof current === 'object' && current !== null; depth++) {
+    const record = current as Record<string, unknown>;
+    yield record;
+    current = record.cause ?? record.originalError ?? record.error;
+  }
+}
+
+function sqlState(record: Record<string, unknown>): string | undefined {
+  const code = record.code ?? record.originalCode;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/** True when `error` says the node could not be reached or dropped the connection. */
+export function isConnectionLevelError(error: unknown): boolean {
+  for (const record of errorChain(error)) {
+    const code = record.code;
+    if (typeof code === 'string' && (NETWORK_CODES.has(code) || code.startsWith('08'))) return true;
+    const state = sqlState(record);
+    if (state && (SQLSTATES.has(state) || state.startsWith('08'))) return true;
+    if (typeof record.kind === 'string' && ADAPTER_KINDS.has(record.kind)) return true;
+    if (typeof record.message === 'string' && MESSAGES.test(record.message)) return true;
+  }
+  return false;
+}
+
+/**
+ * A standby cancels a read whose snapshot conflicts with WAL it must replay. The replica is healthy
+ * and the query is fine: run it elsewhere, without ejecting anyone.
+ */
+export function isRecoveryConflict(error: unknown): boolean {
+  for (const record of errorChain(error)) {
+    const state = sqlState(record);
+    if (
+      (state === '40001' || state === '40P01') &&
+      typeof record.message === 'string' &&
+      /conflict with recovery/i.test(record.message)
+    ) {
+      return true;
+    }
+  }
+  return false;
+}

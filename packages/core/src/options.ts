@@ -1,0 +1,188 @@
+import type { BackoffOptions } from './backoff.js';
+import { validateBackoff } from './backoff.js';
+import type { BalancerFunction, BalancerName } from './balancers.js';
+import { LaglessError } from './errors.js';
+import { validateSecret } from './token.js';
+import type { TokenStore } from './token-store.js';
+
+/** One database server as the router sees it. Adapters build these from their ORM's clients. */
+export interface RouterNode<C = unknown> {
+  /** Unique among the router's nodes; shows up in stats, events and errors. */
+  readonly name: string;
+  /**
+   * Runs one small statement on this node and returns its rows (probes and checks only; reads go
+   * through `client`). It should fail, not hang, when the node is unreachable.
+   */
+  query(sql: string): Promise<ReadonlyArray<Record<string, unknown>>>;
+  /** What reads routed to this node run against: an ORM client, a pool, a driver adapter. */
+  readonly client: C;
+  /** Share of reads under the `weighted` balancer. @default 1 */
+  readonly weight?: number;
+}
+
+/** How far a read's freshness guarantee reaches. */
+export type ConsistencyMode = 'none' | 'session' | 'global';
+
+export interface RouterOptions<C = unknown> {
+  primary: RouterNode<C>;
+  /** An empty list is valid: every read goes to the primary. @default [] */
+  replicas?: ReadonlyArray<RouterNode<C>>;
+  /** @default 'least-connections' */
+  balancer?: BalancerName | BalancerFunction;
+  /**
+   * `session`: reads inside `session()` never see data older than that scope's writes.
+   * `global`: the whole process reads its own writes. `none`: replicas may be behind.
+   * @default 'session'
+   */
+  consistency?: ConsistencyMode;
+  /** How long a read that needs an LSN no replica has replayed waits before `onTimeout`. @default 200 */
+  waitTimeoutMs?: number;
+  /** What a read does when no replica catches up within `waitTimeoutMs`. @default 'primary' */
+  onTimeout?: 'primary' | 'error';
+  /** Replicas further behind than this (measured) take no reads. @default Infinity */
+  maxLagMs?: number;
+  /** Replicas further behind than this many WAL bytes take no reads. @default Infinity */
+  maxLagBytes?: number;
+  /** Bound on each read on a replica; past it the replica is ejected and the read retried. @default 30_000 */
+  replicaTimeoutMs?: number;
+  /** Interval of health and lag probes; 0 turns active probing off. @default 1000 */
+  probeIntervalMs?: number;
+  /** Bound on each probe. @default 1000 */
+  probeTimeoutMs?: number;
+  /** Schedule of half-open probes for an ejected replica. @default { initialMs: 250, maxMs: 30_000, multiplier: 2, jitter: 0.2 } */
+  readmission?: Partial<BackoffOptions>;
+  /** Signs tokens (HMAC-SHA256) and rejects unsigned ones; at least 16 bytes. @default undefined (unsigned) */
+  tokenSecret?: string | Uint8Array;
+  /** Where `session({ key })` keeps LSNs between requests and across instances. @default undefined */
+  tokenStore?: TokenStore;
+  /** Time to live of an LSN in the token store. @default 3_600_000 (1 h) */
+  tokenTtlMs?: number;
+  /** Called when a replica fails at the connection level (after it is ejected). */
+  onReplicaError?: (error: unknown, replica: string) => void;
+  /** Extra test for connection-level errors, on top of the built-in one. */
+  isConnectionError?: (error: unknown) => boolean;
+  /** Random source for balancers and jitter (deterministic in tests). @default Math.random */
+  random?: () => number;
+}
+
+export interface ResolvedRouterOptions {
+  readonly balancer: BalancerName | BalancerFunction;
+  readonly consistency: ConsistencyMode;
+  readonly waitTimeoutMs: number;
+  readonly onTimeout: 'primary' | 'error';
+  readonly maxLagMs: number;
+  readonly maxLagBytes: number;
+  readonly replicaTimeoutMs: number;
+  readonly probeIntervalMs: number;
+  readonly probeTimeoutMs: number;
+  readonly readmission: Readonly<BackoffOptions>;
+  readonly tokenSecret: Uint8Array | undefined;
+  readonly tokenStore: TokenStore | undefined;
+  readonly tokenTtlMs: number;
+  readonly onReplicaError: ((error: unknown, replica: string) => void) | undefined;
+  readonly isConnectionError: ((error: unknown) => boolean) | undefined;
+  readonly random: () => number;
+}
+
+function invalid(option: string, expected: string, received: unknown): LaglessError {
+  const shown =
+    typeof received === 'function'
+      ? 'a function'
+      : typeof received === 'bigint'
+        ? `${received}n`
+        : JSON.stringify(received);
+  return new LaglessError('INVALID_OPTION', `${option} must be ${expected}, received ${shown ?? String(received)}`, {
+    context: { option },
+  });
+}
+
+function duration(
+  option: string,
+  value: unknown,
+  fallback: number,
+  { allowZero = false, allowInfinity = false } = {},
+): number {
+  if (value === undefined) return fallback;
+  const ok =
+    typeof value === 'number' &&
+    !Number.isNaN(value) &&
+    (allowInfinity || Number.isFinite(value)) &&
+    (allowZero ? value >= 0 : value > 0);
+  if (!ok) throw invalid(option, `a ${allowZero ? 'non-negative' : 'positive'} number of milliseconds`, value);
+  return value as number;
+}
+
+export function validateNode<C>(node: unknown, option: string): RouterNode<C> {
+  if (typeof node !== 'object' || node === null) throw invalid(option, 'a node { name, query, client }', node);
+  const candidate = node as Partial<RouterNode<C>>;
+  if (typeof candidate.name !== 'string' || candidate.name.length === 0) {
+    throw invalid(`${option}.name`, 'a non-empty string', candidate.name);
+  }
+  if (typeof candidate.query !== 'function') throw invalid(`${option}.query`, 'a function', candidate.query);
+  if (
+    candidate.weight !== undefined &&
+    !(typeof candidate.weight === 'number' && candidate.weight > 0 && Number.isFinite(candidate.weight))
+  ) {
+    throw invalid(`${option}.weight`, 'a positive finite number', candidate.weight);
+  }
+  return candidate as RouterNode<C>;
+}
+
+export function resolveRouterOptions<C>(options: RouterOptions<C>): {
+  primary: RouterNode<C>;
+  replicas: RouterNode<C>[];
+  resolved: ResolvedRouterOptions;
+} {
+  if (typeof options !== 'object' || options === null) throw invalid('options', 'an object', options);
+  const primary = validateNode<C>(options.primary, 'primary');
+  if (options.replicas !== undefined && !Array.isArray(options.replicas)) {
+    throw invalid('replicas', 'an array of nodes', options.replicas);
+  }
+  const replicas = (options.replicas ?? []).map((node, i) => validateNode<C>(node, `replicas[${i}]`));
+  const names = new Set([primary.name]);
+  for (const replica of replicas) {
+    if (names.has(replica.name)) throw invalid('replicas', 'nodes with distinct names', replica.name);
+    names.add(replica.name);
+  }
+  const consistency = options.consistency ?? 'session';
+  if (!['none', 'session', 'global'].includes(consistency)) {
+    throw invalid('consistency', "'none' | 'session' | 'global'", consistency);
+  }
+  const onTimeout = options.onTimeout ?? 'primary';
+  if (onTimeout !== 'primary' && onTimeout !== 'error') throw invalid('onTimeout', "'primary' | 'error'", onTimeout);
+  if (options.random !== undefined && typeof options.random !== 'function')
+    throw invalid('random', 'a function', options.random);
+  for (const hook of ['onReplicaError', 'isConnectionError'] as const) {
+    if (options[hook] !== undefined && typeof options[hook] !== 'function')
+      throw invalid(hook, 'a function', options[hook]);
+  }
+  const store = options.tokenStore;
+  if (store !== undefined && (typeof store?.get !== 'function' || typeof store?.raise !== 'function')) {
+    throw invalid('tokenStore', 'a TokenStore { get, raise }', store);
+  }
+  const resolved: ResolvedRouterOptions = Object.freeze({
+    balancer: options.balancer ?? 'least-connections',
+    consistency,
+    waitTimeoutMs: duration('waitTimeoutMs', options.waitTimeoutMs, 200, { allowZero: true }),
+    onTimeout,
+    maxLagMs: duration('maxLagMs', options.maxLagMs, Number.POSITIVE_INFINITY, {
+      allowZero: true,
+      allowInfinity: true,
+    }),
+    maxLagBytes: duration('maxLagBytes', options.maxLagBytes, Number.POSITIVE_INFINITY, {
+      allowZero: true,
+      allowInfinity: true,
+    }),
+    replicaTimeoutMs: duration('replicaTimeoutMs', options.replicaTimeoutMs, 30_000),
+    probeIntervalMs: duration('probeIntervalMs', options.probeIntervalMs, 1000, { allowZero: true }),
+    probeTimeoutMs: duration('probeTimeoutMs', options.probeTimeoutMs, 1000),
+    readmission: validateBackoff(options.readmission, 'readmission'),
+    tokenSecret: validateSecret(options.tokenSecret),
+    tokenStore: store,
+    tokenTtlMs: duration('tokenTtlMs', options.tokenTtlMs, 3_600_000),
+    onReplicaError: options.onReplicaError,
+    isConnectionError: options.isConnectionError,
+    random: options.random ?? Math.random,
+  });
+  return { primary, replicas, resolved };
+}
