@@ -9,6 +9,8 @@ export default defineConfig({
     alias: [
       { find: /^@lagless\/testkit$/, replacement: pkg('testkit') },
       { find: /^@lagless\/core$/, replacement: pkg('core') },
+      { find: /^@lagless\/prisma$/, replacement: pkg('prisma') },
+      { find: /^@lagless\/drizzle$/, replacement: pkg('drizzle') },
       {
         find: /^@lagless\/core\/redis$/,
         replacement: fileURLToPath(new URL('./packages/core/src/redis.ts', import.meta.url)),
