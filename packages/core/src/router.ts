@@ -16,7 +16,7 @@ import {
   validateNode,
 } from './options.js';
 import { type ReplayObservation, ReplicaState } from './replica-state.js';
-import { withTimeout } from './timeout.js';
+import { DeadlineWatch, withTimeout } from './timeout.js';
 import { decodeToken, encodeToken } from './token.js';
 
 /** Where a read or write ran, as handed to the function that runs it. */
@@ -87,6 +87,7 @@ const PRIMARY_IDENTITY_SQL =
 const PRIMARY_LSN_SQL = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
 
 const PRIMARY_TARGET_ROLE = 'primary' as const;
+const NO_SCOPES: readonly ConsistencyScope[] = Object.freeze([]);
 
 function truthy(value: unknown): boolean {
   return value === true || value === 't' || value === 'true' || value === 1;
@@ -116,6 +117,8 @@ export class Router<C = unknown> {
   #systemIdentifier: string | undefined;
   #walBlockSize = 8192;
   #startup: Promise<void> | undefined;
+  #started = false;
+  readonly #deadlines: DeadlineWatch;
   #monitorTimer: NodeJS.Timeout | undefined;
   #closed = false;
   #primaryServed = 0;
@@ -131,6 +134,7 @@ export class Router<C = unknown> {
     this.#balancer = createBalancer(resolved.balancer, resolved.random);
     this.#globalScope = resolved.consistency === 'global' ? new ConsistencyScope() : undefined;
     this.#walProbe = new CoalescedProbe(() => this.#readPrimaryPosition());
+    this.#deadlines = new DeadlineWatch(Math.min(250, Math.max(5, resolved.replicaTimeoutMs / 20)));
     for (const node of replicas) this.#replicas.set(node.name, this.#newReplica(node));
     // Checks start at once so the first read rarely waits for them; a failure is reported by ready().
     this.#startup = this.#runStartup();
@@ -153,7 +157,7 @@ export class Router<C = unknown> {
   async read<T>(fn: (client: C, target: RouteTarget) => Promise<T> | T, options: ReadOptions = {}): Promise<T> {
     this.#assertOpen();
     if (options.primary) return this.#onPrimary(fn);
-    await this.#ensureStarted().catch(() => {});
+    if (!this.#started) await this.#ensureStarted().catch(() => {});
     if (this.#replicas.size === 0) return this.#onPrimary(fn);
     let required = options.minLsn ?? 0n;
     const scopes = this.#currentScopes();
@@ -325,6 +329,7 @@ export class Router<C = unknown> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#monitorTimer);
+    this.#deadlines.close();
     for (const replica of this.#replicas.values()) clearTimeout(replica.readmissionTimer);
     this.#events.clear();
   }
@@ -354,7 +359,8 @@ export class Router<C = unknown> {
     required: bigint,
     options: ReadOptions,
   ): Promise<T> {
-    const excluded = new Set<ReplicaState<C>>();
+    // Allocated only when a replica fails: most reads never need it.
+    let excluded: Set<ReplicaState<C>> | undefined;
     // One retry on another replica, then the primary.
     for (let attempt = 0; attempt < 2; attempt++) {
       let replica: ReplicaState<C> | undefined;
@@ -382,6 +388,7 @@ export class Router<C = unknown> {
         const conflict = isRecoveryConflict(error);
         if (!conflict && !this.#isConnectionError(error)) throw error;
         if (!conflict) this.#eject(replica, error);
+        excluded ??= new Set();
         excluded.add(replica);
         this.#reads.retries++;
         this.#events.emit('retry', { replica: replica.name, error });
@@ -393,9 +400,19 @@ export class Router<C = unknown> {
   async #runOnReplica<T>(replica: ReplicaState<C>, fn: (client: C, target: RouteTarget) => Promise<T> | T): Promise<T> {
     replica.inFlight++;
     const started = performance.now();
+    let unwatch: (() => void) | undefined;
     try {
-      const work = Promise.resolve().then(() => fn(replica.client, replica.target));
-      const result = await withTimeout(work, this.#options.replicaTimeoutMs, `a read on ${replica.name}`);
+      const result = await new Promise<T>((resolve, reject) => {
+        const timeoutMs = this.#options.replicaTimeoutMs;
+        unwatch = this.#deadlines.watch(timeoutMs, () =>
+          reject(
+            new LaglessError('QUERY_TIMEOUT', `a read on ${replica.name} did not answer within ${timeoutMs} ms`, {
+              context: { replica: replica.name, timeoutMs },
+            }),
+          ),
+        );
+        Promise.resolve(fn(replica.client, replica.target)).then(resolve, reject);
+      });
       replica.latency.record(performance.now() - started);
       replica.served++;
       this.#reads.replica++;
@@ -404,18 +421,23 @@ export class Router<C = unknown> {
       replica.failed++;
       throw error;
     } finally {
+      unwatch?.();
       replica.readFinished();
     }
   }
 
   /** Replicas that may serve a read now; with `required`, only those known to have replayed it. */
-  #eligible(options: ReadOptions, excluded: ReadonlySet<ReplicaState<C>>, required = 0n): ReplicaState<C>[] {
+  #eligible(
+    options: ReadOptions,
+    excluded: ReadonlySet<ReplicaState<C>> | undefined,
+    required = 0n,
+  ): ReplicaState<C>[] {
     const maxLagMs = Math.min(this.#options.maxLagMs, options.maxStalenessMs ?? Number.POSITIVE_INFINITY);
     const maxLagBytes = this.#options.maxLagBytes;
     const limitLag = maxLagMs !== Number.POSITIVE_INFINITY || maxLagBytes !== Number.POSITIVE_INFINITY;
     const out: ReplicaState<C>[] = [];
     for (const replica of this.#replicas.values()) {
-      if (!replica.available || excluded.has(replica)) continue;
+      if (!replica.available || excluded?.has(replica)) continue;
       if (required > 0n && (replica.replayLsn === undefined || replica.replayLsn < required)) continue;
       if (limitLag) {
         // Unmeasured lag counts as too much: a limit is a promise we cannot keep blind.
@@ -432,7 +454,7 @@ export class Router<C = unknown> {
   async #waitForReplay(
     required: bigint,
     options: ReadOptions,
-    excluded: ReadonlySet<ReplicaState<C>>,
+    excluded: ReadonlySet<ReplicaState<C>> | undefined,
   ): Promise<ReplicaState<C> | undefined | 'timeout'> {
     this.#reads.waits++;
     const started = performance.now();
@@ -477,11 +499,11 @@ export class Router<C = unknown> {
 
   // ---------------------------------------------------------------- consistency
 
-  #currentScopes(): ConsistencyScope[] {
-    if (this.#options.consistency === 'none') return [];
+  #currentScopes(): readonly ConsistencyScope[] {
+    if (this.#options.consistency === 'none') return NO_SCOPES;
     const session = this.#scopes.getStore();
     if (this.#globalScope) return session ? [session, this.#globalScope] : [this.#globalScope];
-    return session ? [session] : [];
+    return session ? [session] : NO_SCOPES;
   }
 
   async #requirement(
@@ -584,6 +606,8 @@ export class Router<C = unknown> {
     }
     if (this.#replicas.size === 0) this.#events.emit('no-replicas', {});
     await Promise.all([...this.#replicas.values()].map((replica) => this.#admit(replica)));
+    // Every replica was checked once (refused ones stay out): reads stop waiting on start-up.
+    this.#started = true;
     const refused = [...this.#replicas.values()].filter((replica) => replica.misconfigured);
     if (refused.length > 0) {
       throw new LaglessError(

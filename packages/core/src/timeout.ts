@@ -16,3 +16,56 @@ export function withTimeout<T>(work: Promise<T>, ms: number, what: string): Prom
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
+
+interface Watched {
+  readonly deadline: number;
+  readonly expire: () => void;
+}
+
+/**
+ * Deadlines for many short operations behind one timer. A timer per read costs more than the rest
+ * of routing put together (measured in bench/core-read-overhead.ts); one sweep every
+ * `granularityMs` cuts an operation at most that much after its deadline.
+ */
+export class DeadlineWatch {
+  readonly #granularityMs: number;
+  readonly #watched = new Set<Watched>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(granularityMs: number) {
+    this.#granularityMs = granularityMs;
+  }
+
+  /** Calls `expire` once `ms` have passed, unless the returned function is called first. */
+  watch(ms: number, expire: () => void): () => void {
+    const entry: Watched = { deadline: performance.now() + ms, expire };
+    this.#watched.add(entry);
+    if (!this.#timer) {
+      this.#timer = setInterval(() => this.#sweep(), this.#granularityMs);
+      this.#timer.unref();
+    }
+    return () => {
+      this.#watched.delete(entry);
+    };
+  }
+
+  #sweep(): void {
+    const now = performance.now();
+    for (const entry of this.#watched) {
+      if (entry.deadline <= now) {
+        this.#watched.delete(entry);
+        entry.expire();
+      }
+    }
+    if (this.#watched.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#watched.clear();
+  }
+}
