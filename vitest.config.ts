@@ -12,6 +12,10 @@ export default defineConfig({
       { find: /^@lagless\/prisma$/, replacement: pkg('prisma') },
       { find: /^@lagless\/drizzle$/, replacement: pkg('drizzle') },
       {
+        find: /^@lagless\/core\/http$/,
+        replacement: fileURLToPath(new URL('./packages/core/src/http.ts', import.meta.url)),
+      },
+      {
         find: /^@lagless\/core\/redis$/,
         replacement: fileURLToPath(new URL('./packages/core/src/redis.ts', import.meta.url)),
       },

@@ -15,6 +15,7 @@ type Conditions = Record<string, string>;
 const expectedExports: Record<string, string[]> = {
   '@lagless/core': ['createRouter', 'Router', 'LaglessError', 'isLaglessError', 'parseLsn', 'MemoryTokenStore'],
   '@lagless/core/redis': ['redisTokenStore'],
+  '@lagless/core/http': ['withTokenScope', 'tokenMiddleware', 'readToken', 'TOKEN_HEADER'],
   '@lagless/testkit': ['startCluster', 'createFaultProxy', 'startRedis', 'TestkitError'],
 };
 
