@@ -14,7 +14,18 @@ export interface TrackedCluster {
 export const OWNER_FILE = 'owner.pid';
 
 const tracked = new Set<TrackedCluster>();
+/** Other synchronous cleanups (e.g. Redis servers), run by the same exit and signal handlers. */
+const exitCleanups = new Set<() => void>();
 let handlersInstalled = false;
+
+/** Runs `cleanup` when the process exits or dies by SIGINT/SIGTERM/SIGHUP; returns an unregister function. */
+export function onProcessExit(cleanup: () => void): () => void {
+  installHandlers();
+  exitCleanups.add(cleanup);
+  return () => {
+    exitCleanups.delete(cleanup);
+  };
+}
 
 function destroySync(cluster: TrackedCluster): void {
   for (const server of cluster.servers) server.killSync();
@@ -31,6 +42,14 @@ function cleanupAllSync(): void {
     }
   }
   tracked.clear();
+  for (const cleanup of exitCleanups) {
+    try {
+      cleanup();
+    } catch {
+      // Best effort, like the rest.
+    }
+  }
+  exitCleanups.clear();
 }
 
 function installHandlers(): void {

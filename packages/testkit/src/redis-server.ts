@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { onProcessExit } from './cleanup.js';
 import { TestkitError } from './errors.js';
 import { freePort } from './ports.js';
 import { serverEnv } from './postgres-server.js';
@@ -133,7 +134,7 @@ class LocalRedisServer implements RedisServer {
     if (this.#child) return;
     if (!exitHandlerInstalled) {
       exitHandlerInstalled = true;
-      process.on('exit', killRunningSync);
+      onProcessExit(killRunningSync);
     }
     this.#log = [];
     // `--save ''` is one empty argument: no snapshots, so nothing is ever written to the cwd.
