@@ -1,20 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF, validateBackoff } from '../src/backoff.js';
 import { seededRandom } from '../src/balancers.js';
-import { isLaglessError } from '../src/errors.js';
+import { expectInvalidOption } from './assertions.js';
 
 const noJitter: BackoffOptions = { ...DEFAULT_BACKOFF, jitter: 0 };
-
-function expectInvalidOption(fn: () => unknown, ...fragments: string[]): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (error) {
-    thrown = error;
-  }
-  expect(isLaglessError(thrown, 'INVALID_OPTION'), `expected INVALID_OPTION, got ${String(thrown)}`).toBe(true);
-  for (const fragment of fragments) expect((thrown as Error).message).toContain(fragment);
-}
 
 describe('backoffDelay', () => {
   it('doubles from 250 ms and caps at 30 s for attempts 0..10 without jitter', () => {

@@ -7,7 +7,7 @@ import {
   createBalancer,
   seededRandom,
 } from '../src/balancers.js';
-import { isLaglessError } from '../src/errors.js';
+import { expectInvalidOption } from './assertions.js';
 
 interface Replica {
   name: string;
@@ -50,17 +50,6 @@ function expectShare(actual: number | undefined, expected: number, tolerance: nu
 const neverCalled = (): number => {
   throw new Error('random must not be called');
 };
-
-function expectInvalidOption(fn: () => unknown, ...fragments: string[]): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (error) {
-    thrown = error;
-  }
-  expect(isLaglessError(thrown, 'INVALID_OPTION'), `expected INVALID_OPTION, got ${String(thrown)}`).toBe(true);
-  for (const fragment of fragments) expect((thrown as Error).message).toContain(fragment);
-}
 
 describe('seededRandom', () => {
   it('is deterministic per seed, differs across seeds and stays in [0, 1)', () => {

@@ -1,22 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { isLaglessError } from '../src/errors.js';
 import { LatencyTracker, type LatencyTrackerOptions } from '../src/latency.js';
+import { expectInvalidOption } from './assertions.js';
 
 /** A tracker on a hand-driven clock. */
 function tracker(options: Omit<LatencyTrackerOptions, 'now'> = {}): { t: LatencyTracker; clock: { ms: number } } {
   const clock = { ms: 1_000 };
   return { t: new LatencyTracker({ ...options, now: () => clock.ms }), clock };
-}
-
-function expectInvalidOption(fn: () => unknown, ...fragments: string[]): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (error) {
-    thrown = error;
-  }
-  expect(isLaglessError(thrown, 'INVALID_OPTION'), `expected INVALID_OPTION, got ${String(thrown)}`).toBe(true);
-  for (const fragment of fragments) expect((thrown as Error).message).toContain(fragment);
 }
 
 describe('LatencyTracker averages', () => {

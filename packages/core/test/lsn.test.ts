@@ -9,6 +9,7 @@ import {
   parseLsn,
   ZERO_LSN,
 } from '../src/lsn.js';
+import { random64, uint32s } from './assertions.js';
 
 function thrown(fn: () => unknown, code: LaglessErrorCode): LaglessError {
   try {
@@ -20,22 +21,6 @@ function thrown(fn: () => unknown, code: LaglessErrorCode): LaglessError {
     throw new Error(`expected a LaglessError ${code}, got ${String(error)}`);
   }
   throw new Error(`expected a LaglessError ${code}, nothing was thrown`);
-}
-
-/** Deterministic 32-bit generator (mulberry32), so a failing case can be reproduced. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
-function random64(next: () => number): bigint {
-  return (BigInt(next()) << 32n) | BigInt(next());
 }
 
 describe('parseLsn', () => {
@@ -129,7 +114,7 @@ describe('formatLsn', () => {
   });
 
   it('round-trips random 64-bit values exactly', () => {
-    const next = mulberry32(0x1a61e55);
+    const next = uint32s(0x1a61e55);
     for (let i = 0; i < 2000; i++) {
       const lsn = random64(next);
       expect(parseLsn(formatLsn(lsn))).toBe(lsn);
@@ -174,7 +159,7 @@ describe('compareLsn and maxLsn', () => {
   });
 
   it('agrees with bigint ordering on random values', () => {
-    const next = mulberry32(42);
+    const next = uint32s(42);
     for (let i = 0; i < 500; i++) {
       const a = random64(next);
       const b = random64(next);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isLaglessError, type LaglessErrorCode } from '../src/errors.js';
 import { MemoryTokenStore } from '../src/memory-token-store.js';
+import { expectCode, rejection } from './assertions.js';
 
 function clock(start = 1_000): { now: () => number; advance: (ms: number) => void } {
   let time = start;
@@ -10,19 +10,6 @@ function clock(start = 1_000): { now: () => number; advance: (ms: number) => voi
       time += ms;
     },
   };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
-
-function expectCode(error: unknown, code: LaglessErrorCode): void {
-  expect(isLaglessError(error, code), String(error)).toBe(true);
 }
 
 describe('MemoryTokenStore', () => {

@@ -3,21 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, startRedis } from '../../testkit/src/redis-server.js';
-import { isLaglessError, type LaglessErrorCode } from '../src/errors.js';
 import { type RedisLike, redisTokenStore } from '../src/redis.js';
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
-
-function expectCode(error: unknown, code: LaglessErrorCode): void {
-  expect(isLaglessError(error, code), String(error)).toBe(true);
-}
+import { expectCode, rejection } from './assertions.js';
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

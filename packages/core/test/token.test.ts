@@ -9,6 +9,7 @@ import {
   type TokenRejectionReason,
   validateSecret,
 } from '../src/token.js';
+import { random64, uint32s } from './assertions.js';
 
 const SYSTEM_ID = '7312345678901234567';
 const OTHER_SYSTEM_ID = '7398765432109876543';
@@ -32,22 +33,6 @@ function thrown(fn: () => unknown, code: LaglessErrorCode): LaglessError {
 function rejection(token: unknown, options: DecodeTokenOptions): TokenRejectionReason {
   const error = thrown(() => decodeToken(token, options), 'INVALID_TOKEN');
   return error.context.reason as TokenRejectionReason;
-}
-
-/** Deterministic 32-bit generator (mulberry32), so a failing case can be reproduced. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
-function random64(next: () => number): bigint {
-  return (BigInt(next()) << 32n) | BigInt(next());
 }
 
 /** Replaces the character at `index` with a different one from the same alphabet. */
@@ -81,7 +66,7 @@ describe('encodeToken', () => {
   });
 
   it('only ever uses header- and cookie-safe characters', () => {
-    const next = mulberry32(7);
+    const next = uint32s(7);
     for (let i = 0; i < 500; i++) {
       const payload = { lsn: random64(next), systemIdentifier: random64(next).toString() };
       const secret = `secret-${next().toString(36)}-padding-bytes`;
@@ -138,7 +123,7 @@ describe('decodeToken', () => {
   });
 
   it('round-trips random payloads exactly', () => {
-    const next = mulberry32(0xc0ffee);
+    const next = uint32s(0xc0ffee);
     for (let i = 0; i < 300; i++) {
       const payload = { lsn: random64(next), systemIdentifier: random64(next).toString() };
       const options = { systemIdentifier: payload.systemIdentifier };
