@@ -229,6 +229,19 @@ export class Router<C = unknown> {
     }
   }
 
+  /**
+   * The LSN a read in the current scope must see (0n when none), or `'primary'` when it cannot be
+   * known (the token store or the primary's position is unavailable): for adapters that route
+   * statements themselves, e.g. one statement merged from several scopes' calls.
+   */
+  async requiredLsn(): Promise<bigint | 'primary'> {
+    this.#assertOpen();
+    const scopes = this.#currentScopes();
+    if (scopes.length === 0) return 0n;
+    const required = await this.#requirement(scopes);
+    return typeof required === 'bigint' ? required : 'primary';
+  }
+
   /** The current scope's token (after its writes' positions are known), or undefined if it has none. */
   async token(): Promise<string | undefined> {
     this.#assertOpen();

@@ -1,0 +1,289 @@
+import { createRouter, isConnectionLevelError, LaglessError, type Router, type RouterOptions } from '@lagless/core';
+import type {
+  ConnectionInfo,
+  IsolationLevel,
+  SqlDriverAdapter,
+  SqlDriverAdapterFactory,
+  SqlQuery,
+  SqlResultSet,
+  Transaction,
+} from './driver-types.js';
+import { NodeConnection } from './node-connection.js';
+import { isReadOnlySql } from './operations.js';
+import { type RouteContext, RoutingState } from './route-context.js';
+
+/** A node given to `laglessAdapter`: a driver adapter factory, optionally named and weighted. */
+export type LaglessNodeInput =
+  | SqlDriverAdapterFactory
+  | {
+      /** Shows up in stats, events and errors. @default 'primary', 'replica-0', 'replica-1', ... */
+      name?: string;
+      /** The node's own driver adapter, e.g. `new PrismaPg({ connectionString })`. */
+      adapter: SqlDriverAdapterFactory;
+      /** Share of reads under the `weighted` balancer. @default 1 */
+      weight?: number;
+    };
+
+/** Options of {@link laglessAdapter}: the nodes, plus every option of the core router. */
+export interface LaglessAdapterOptions extends Omit<RouterOptions<NodeConnection>, 'primary' | 'replicas'> {
+  /** The primary's driver adapter: writes, transactions and forced reads run there. */
+  primary: LaglessNodeInput;
+  /** The replicas' driver adapters. An empty list is valid: every read goes to the primary. @default [] */
+  replicas?: ReadonlyArray<LaglessNodeInput>;
+}
+
+const BRAND = Symbol.for('lagless.prisma.adapter');
+
+function isFactory(value: unknown): value is SqlDriverAdapterFactory {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as SqlDriverAdapterFactory).connect === 'function' &&
+    typeof (value as SqlDriverAdapterFactory).provider === 'string'
+  );
+}
+
+function toNode(
+  input: unknown,
+  option: string,
+  defaultName: string,
+  isReplica: boolean,
+): { node: NodeConnection; weight?: number } {
+  if (isFactory(input)) return { node: new NodeConnection(defaultName, input, isReplica) };
+  if (typeof input === 'object' && input !== null && isFactory((input as { adapter?: unknown }).adapter)) {
+    const { name, adapter, weight } = input as { name?: unknown; adapter: SqlDriverAdapterFactory; weight?: number };
+    if (name !== undefined && (typeof name !== 'string' || name.length === 0)) {
+      throw new LaglessError('INVALID_OPTION', `${option}.name must be a non-empty string, received ${String(name)}`, {
+        context: { option: `${option}.name` },
+      });
+    }
+    return {
+      node: new NodeConnection(name ?? defaultName, adapter, isReplica),
+      ...(weight === undefined ? {} : { weight }),
+    };
+  }
+  throw new LaglessError(
+    'INVALID_OPTION',
+    `${option} must be a Prisma driver adapter (e.g. new PrismaPg(...)) or { name?, adapter, weight? }, received ${
+      input === null ? 'null' : typeof input
+    }`,
+    { context: { option } },
+  );
+}
+
+/**
+ * The driver adapter factory returned by {@link laglessAdapter}. Prisma connects it like any other
+ * adapter; every SQL statement it runs goes to the node the router picks for its operation.
+ */
+export class LaglessAdapter implements SqlDriverAdapterFactory {
+  readonly provider = 'postgres' as const;
+  readonly adapterName = '@lagless/prisma';
+  /** @internal shared with the `readReplicas()` extension over this adapter. */
+  readonly routing = new RoutingState();
+  readonly [BRAND] = true;
+  readonly #primary: NodeConnection;
+  readonly #nodes: NodeConnection[];
+  readonly #routerOptions: RouterOptions<NodeConnection>;
+  #router: Router<NodeConnection> | undefined;
+
+  constructor(options: LaglessAdapterOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw new LaglessError('INVALID_OPTION', `laglessAdapter(options): options must be an object`);
+    }
+    const primary = toNode(options.primary, 'primary', 'primary', false);
+    if (primary.node.factory.provider !== 'postgres') {
+      throw new LaglessError(
+        'INVALID_OPTION',
+        `primary must be a PostgreSQL adapter, received ${primary.node.factory.provider}`,
+        {
+          context: { option: 'primary' },
+        },
+      );
+    }
+    if (options.replicas !== undefined && !Array.isArray(options.replicas)) {
+      throw new LaglessError('INVALID_OPTION', 'replicas must be an array of driver adapters', {
+        context: { option: 'replicas' },
+      });
+    }
+    const replicas = (options.replicas ?? []).map((input, i) => toNode(input, `replicas[${i}]`, `replica-${i}`, true));
+    this.#primary = primary.node;
+    this.#nodes = [primary.node, ...replicas.map((r) => r.node)];
+    const { primary: _p, replicas: _r, ...routerOptions } = options;
+    const asRouterNode = ({ node, weight }: { node: NodeConnection; weight?: number }) => ({
+      name: node.name,
+      client: node,
+      query: (sql: string) => node.query(sql),
+      ...(weight === undefined ? {} : { weight }),
+    });
+    this.#routerOptions = { ...routerOptions, primary: asRouterNode(primary), replicas: replicas.map(asRouterNode) };
+    // Validates every router option now, where the mistake is, rather than at the first query.
+    this.#router = createRouter(this.#routerOptions);
+  }
+
+  /** The core router. A client disconnected and used again gets a fresh one (listeners do not carry over). */
+  get router(): Router<NodeConnection> {
+    if (!this.#router) this.#router = createRouter(this.#routerOptions);
+    return this.#router;
+  }
+
+  async connect(): Promise<SqlDriverAdapter> {
+    const router = this.router;
+    const primary = await this.#primary.adapter();
+    return new RoutingDriverAdapter(this, router, this.#primary, primary.getConnectionInfo?.());
+  }
+
+  /** Closes the router and every node's connections; Prisma calls it on `$disconnect()`. */
+  async dispose(): Promise<void> {
+    const router = this.#router;
+    this.#router = undefined;
+    await router?.close();
+    await Promise.all(this.#nodes.map((node) => node.dispose(true)));
+  }
+}
+
+/** True for an adapter made by {@link laglessAdapter} (also across duplicate installs). */
+export function isLaglessAdapter(value: unknown): value is LaglessAdapter {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+}
+
+/**
+ * A Prisma driver adapter that spreads one PrismaClient over a primary and its replicas: each SQL
+ * statement runs on the node chosen for its operation by the `readReplicas()` extension and the
+ * core router. Keeping one client keeps Prisma's batching of concurrent `findUnique` calls.
+ *
+ * ```ts
+ * const prisma = new PrismaClient({
+ *   adapter: laglessAdapter({ primary: new PrismaPg({ connectionString: PRIMARY }), replicas: [new PrismaPg({ connectionString: REPLICA })] }),
+ * }).$extends(readReplicas());
+ * ```
+ */
+export function laglessAdapter(options: LaglessAdapterOptions): LaglessAdapter {
+  return new LaglessAdapter(options);
+}
+
+class RoutingDriverAdapter implements SqlDriverAdapter {
+  readonly provider = 'postgres' as const;
+  readonly adapterName = '@lagless/prisma';
+  readonly #factory: LaglessAdapter;
+  readonly #router: Router<NodeConnection>;
+  readonly #primary: NodeConnection;
+  readonly #connectionInfo: ConnectionInfo | undefined;
+
+  constructor(
+    factory: LaglessAdapter,
+    router: Router<NodeConnection>,
+    primary: NodeConnection,
+    connectionInfo: ConnectionInfo | undefined,
+  ) {
+    this.#factory = factory;
+    this.#router = router;
+    this.#primary = primary;
+    this.#connectionInfo = connectionInfo;
+  }
+
+  queryRaw(query: SqlQuery): Promise<SqlResultSet> {
+    return this.#route(query.sql, (adapter) => adapter.queryRaw(query));
+  }
+
+  executeRaw(query: SqlQuery): Promise<number> {
+    return this.#route(query.sql, (adapter) => adapter.executeRaw(query));
+  }
+
+  async executeScript(script: string): Promise<void> {
+    const primary = await this.#primary.adapter();
+    try {
+      await primary.executeScript(script);
+    } finally {
+      this.#router.markWrite();
+    }
+  }
+
+  async startTransaction(isolationLevel?: IsolationLevel): Promise<Transaction> {
+    const primary = await this.#primary.adapter();
+    const tx = await primary.startTransaction(isolationLevel);
+    return wrapTransaction(tx, () => {
+      // Prisma issues COMMIT, then calls commit() to release the connection: the write is durable
+      // here, never before, so this is where the scope's LSN may rise.
+      const ctx = this.#factory.routing.als.getStore();
+      if (ctx) ctx.committed = true;
+      this.#router.markWrite();
+    });
+  }
+
+  getConnectionInfo(): ConnectionInfo {
+    return this.#connectionInfo ?? { supportsRelationJoins: true };
+  }
+
+  dispose(): Promise<void> {
+    return this.#factory.dispose();
+  }
+
+  async #route<T>(sql: string, run: (adapter: SqlDriverAdapter) => Promise<T>): Promise<T> {
+    const ctx = this.#factory.routing.als.getStore();
+    if (ctx === undefined) {
+      // No operation claims this statement. Either Prisma merged findUnique calls into a batch that
+      // lost every caller's context (it happens), or someone runs SQL without the extension.
+      if (this.#factory.routing.inflight.size > 0 && isReadOnlySql(sql)) return this.#read(undefined, run);
+      const primary = await this.#primary.adapter();
+      try {
+        return await run(primary);
+      } finally {
+        if (!isReadOnlySql(sql)) this.#router.markWrite();
+      }
+    }
+    if (ctx.pinned) return this.#onPinned(ctx.pinned, run);
+    if (ctx.mode === 'primary' && !ctx.batched) {
+      ctx.pinned = this.#primary;
+      return run(await this.#primary.adapter());
+    }
+    return this.#read(ctx, run);
+  }
+
+  async #read<T>(ctx: RouteContext | undefined, run: (adapter: SqlDriverAdapter) => Promise<T>): Promise<T> {
+    let primary = ctx?.mode === 'primary';
+    let minLsn = 0n;
+    if (!primary && (ctx === undefined || ctx.batched)) {
+      // This statement may serve several callers' findUnique calls: satisfy the strictest.
+      const strictest = await this.#factory.routing.inflight.strictest();
+      if (strictest === 'primary') primary = true;
+      else minLsn = strictest;
+    }
+    return this.#router.read(
+      async (node) => {
+        if (ctx) ctx.pinned = node;
+        return run(await node.adapter());
+      },
+      primary ? { primary: true } : { minLsn },
+    );
+  }
+
+  async #onPinned<T>(node: NodeConnection, run: (adapter: SqlDriverAdapter) => Promise<T>): Promise<T> {
+    try {
+      return await run(await node.adapter());
+    } catch (error) {
+      // A later statement of an operation cannot move (its first result came from this node), so it
+      // fails; the router still learns the replica is gone, and the next operation goes elsewhere.
+      if (node !== this.#primary && isConnectionLevelError(error)) this.#router.reportReplicaError(node.name, error);
+      throw error;
+    }
+  }
+}
+
+function wrapTransaction(tx: Transaction, onCommit: () => void): Transaction {
+  const wrapped: Transaction = {
+    provider: tx.provider,
+    adapterName: tx.adapterName,
+    options: tx.options,
+    queryRaw: (query) => tx.queryRaw(query),
+    executeRaw: (query) => tx.executeRaw(query),
+    commit: async () => {
+      await tx.commit();
+      onCommit();
+    },
+    rollback: () => tx.rollback(),
+  };
+  if (tx.createSavepoint) wrapped.createSavepoint = tx.createSavepoint.bind(tx);
+  if (tx.rollbackToSavepoint) wrapped.rollbackToSavepoint = tx.rollbackToSavepoint.bind(tx);
+  if (tx.releaseSavepoint) wrapped.releaseSavepoint = tx.releaseSavepoint.bind(tx);
+  return wrapped;
+}

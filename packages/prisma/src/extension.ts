@@ -1,0 +1,480 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import {
+  createRouter,
+  isConnectionLevelError,
+  LaglessError,
+  type Router,
+  type RouterOptions,
+  type RouterStats,
+  type SessionInit,
+} from '@lagless/core';
+import type { PrismaClientExtends } from '@prisma/client/extension';
+import { Prisma } from '@prisma/client/extension';
+import type { DefaultArgs, InternalArgs } from '@prisma/client/runtime/client';
+import { isLaglessAdapter, type LaglessAdapter } from './adapter.js';
+import { BATCHED_OPERATIONS, RAW_OPERATIONS, READ_OPERATIONS } from './operations.js';
+import { newContext, type Requirement, type RouteMode, RoutingState } from './route-context.js';
+
+/** What `$extends()` takes: the same shape `Prisma.defineExtension` (and the official extension) returns. */
+// biome-ignore lint/suspicious/noExplicitAny: Prisma types an extension's client parameter as any.
+export type ReadReplicasExtension = (client: any) => PrismaClientExtends<
+  // biome-ignore lint/complexity/noBannedTypes: Prisma's own "no result/model/query extension" is {}.
+  InternalArgs<{}, {}, {}, ReadReplicasClientMethods> & DefaultArgs
+>;
+
+/** The part of a PrismaClient the drop-in path uses. */
+export interface PrismaClientLike {
+  $connect(): Promise<void>;
+  $disconnect(): Promise<void>;
+  $queryRawUnsafe(sql: string, ...values: unknown[]): Promise<unknown>;
+}
+
+/** Options of {@link readReplicas}. */
+export interface ReadReplicasOptions extends Omit<RouterOptions<PrismaClientLike>, 'primary' | 'replicas'> {
+  /**
+   * Drop-in path, as `@prisma/extension-read-replicas` takes them: one PrismaClient per replica,
+   * each read re-run through one of them. Slower than the fast path (it splits Prisma's findUnique
+   * batching). Router options (balancer, consistency, ...) apply to this path only; the fast path
+   * takes them in `laglessAdapter()`.
+   * @default undefined (fast path: the client's adapter must come from `laglessAdapter()`)
+   */
+  replicas?: ReadonlyArray<PrismaClientLike>;
+  /**
+   * The fast path's adapter, when it cannot be found on the client (it normally is).
+   * @default the client's own adapter
+   */
+  adapter?: LaglessAdapter;
+  /**
+   * Where `$queryRaw` and `$queryRawUnsafe` run. `'replica'` suits read-only raw SQL; a raw query
+   * that writes must then go through `$primary()`. `$executeRaw*` always run on the primary.
+   * @default 'primary'
+   */
+  rawQueries?: 'primary' | 'replica';
+}
+
+/** `prisma.$lagless`: the router's API for this client. */
+export interface LaglessClientApi {
+  /** Per-node counters, latency, lag and read outcomes. */
+  stats(): RouterStats;
+  /** Runs `fn` in a fresh consistency scope (e.g. one HTTP request), optionally continuing from a token. */
+  session<T>(fn: () => Promise<T> | T): Promise<T>;
+  session<T>(init: SessionInit, fn: () => Promise<T> | T): Promise<T>;
+  /** The current scope's token, to hand to the next request; undefined when the scope wrote nothing. */
+  token(): Promise<string | undefined>;
+  /** The core router (events, `addReplica`, `ready()`). */
+  readonly router: Router<unknown>;
+}
+
+/** What `readReplicas()` adds to a client. */
+export type ReadReplicasClientMethods = {
+  /** This client with every operation on the primary (inside a transaction: the transaction). */
+  $primary<T extends object>(this: T): Omit<T, '$primary' | '$replica'>;
+  /** This client with every operation on a replica; throws inside a transaction. */
+  $replica<T extends object>(this: T): Omit<T, '$primary' | '$replica'>;
+  $lagless: LaglessClientApi;
+  $connect(): Promise<void>;
+  $disconnect(): Promise<void>;
+};
+
+interface QueryParams {
+  model?: string;
+  operation: string;
+  args: unknown;
+  query: (args: unknown) => Promise<unknown>;
+  __internalParams?: { transaction?: unknown };
+}
+
+interface ExtendableClient {
+  $extends(extension: object): unknown;
+  $connect(): Promise<void>;
+  $disconnect(): Promise<void>;
+  $queryRawUnsafe(sql: string, ...values: unknown[]): Promise<unknown>;
+  _engineConfig?: { adapter?: unknown };
+}
+
+type Invoke = (client: unknown, params: QueryParams) => Promise<unknown>;
+
+/** One routing engine behind the extension: the fast path's adapter or the drop-in path's clients. */
+interface Engine {
+  readonly routing: RoutingState;
+  router(): Router<unknown>;
+  /** Runs one operation in the given mode. */
+  run(mode: RouteMode, forced: boolean, params: QueryParams, isRead: boolean): Promise<unknown>;
+  connect?(): Promise<void>;
+  disconnect?(): Promise<void>;
+  /** Wraps a session's body (the drop-in path keeps per-session state of its own). */
+  inSession?<T>(fn: () => T): T;
+  /** A write ran inside a transaction, whose commit this engine cannot see. */
+  transactionWrite?(): void;
+}
+
+/** Writes made inside transactions whose position was not captured yet (drop-in path). */
+interface PendingTransactionWrites {
+  pending: boolean;
+}
+
+const ROUTER_OPTION_KEYS = [
+  'balancer',
+  'consistency',
+  'waitTimeoutMs',
+  'onTimeout',
+  'maxLagMs',
+  'maxLagBytes',
+  'replicaTimeoutMs',
+  'probeIntervalMs',
+  'probeTimeoutMs',
+  'readmission',
+  'tokenSecret',
+  'tokenStore',
+  'tokenTtlMs',
+  'onReplicaError',
+  'isConnectionError',
+  'random',
+] as const;
+
+/** The LSN the current scope requires, for reads that may be merged with other scopes' reads. */
+async function scopeRequirement(router: Router<unknown>): Promise<Requirement> {
+  try {
+    return await router.requiredLsn();
+  } catch {
+    // Its requirement is unknown (e.g. the token store is down): only the primary is safe.
+    return 'primary';
+  }
+}
+
+function modelKey(model: string): string {
+  return model.charAt(0).toLowerCase() + model.slice(1);
+}
+
+const invokeOn: Invoke = (client, { model, operation, args }) => {
+  const target = (model === undefined ? client : (client as Record<string, unknown>)[modelKey(model)]) as Record<
+    string,
+    (args: unknown) => Promise<unknown>
+  >;
+  const method = target?.[operation];
+  if (typeof method !== 'function') {
+    throw new LaglessError(
+      'INVALID_OPTION',
+      `replica client has no ${model ? `${modelKey(model)}.` : ''}${operation}()`,
+    );
+  }
+  return method.call(target, args);
+};
+
+function fastEngine(adapter: LaglessAdapter): Engine {
+  const { routing } = adapter;
+  return {
+    routing,
+    router: () => adapter.router,
+    async run(mode, forced, params, isRead) {
+      const router = adapter.router;
+      const batched = isRead && BATCHED_OPERATIONS.has(params.operation);
+      const ctx = newContext(mode, forced, batched);
+      const release = batched
+        ? routing.inflight.add(mode === 'primary' ? 'primary' : scopeRequirement(router))
+        : undefined;
+      try {
+        // Prisma's query promises are lazy: the context must wrap the awaiting, not the call.
+        return await routing.als.run(ctx, async () => await params.query(params.args));
+      } catch (error) {
+        // The router retries a failed first statement elsewhere; a later statement of the same
+        // operation (pinned to a replica that just died) cannot move, so the whole read runs again.
+        if (!isRead || !ctx.pinned?.isReplica || !isConnectionLevelError(error)) throw error;
+        const retry = newContext(mode, forced, batched);
+        return await routing.als.run(retry, async () => await params.query(params.args));
+      } finally {
+        release?.();
+        // After the operation settled, in the caller's own async context (its scope), and also after
+        // a failure: a write can commit and still report an error.
+        if (mode === 'primary' && !isRead && !ctx.committed) router.markWrite();
+      }
+    },
+  };
+}
+
+function dropInEngine(base: ExtendableClient, options: ReadReplicasOptions): Engine {
+  const replicas = options.replicas ?? [];
+  replicas.forEach((replica, i) => {
+    if (typeof replica?.$queryRawUnsafe !== 'function') {
+      throw new LaglessError('INVALID_OPTION', `replicas[${i}] must be a PrismaClient`, {
+        context: { option: `replicas[${i}]` },
+      });
+    }
+  });
+  const routerOptions: Partial<RouterOptions<PrismaClientLike>> = {};
+  for (const key of ROUTER_OPTION_KEYS) {
+    if (options[key] !== undefined) (routerOptions as Record<string, unknown>)[key] = options[key];
+  }
+  const node = (name: string, client: PrismaClientLike) => ({
+    name,
+    client,
+    query: async (sql: string) => (await client.$queryRawUnsafe(sql)) as Array<Record<string, unknown>>,
+  });
+  const router: Router<PrismaClientLike> = createRouter({
+    ...routerOptions,
+    primary: node('primary', base),
+    replicas: replicas.map((client, i) => node(`replica-${i}`, client)),
+  });
+  const routing = new RoutingState();
+  // The drop-in path cannot see a transaction's COMMIT (it happens inside the primary client's own
+  // adapter). A write inside a transaction is remembered instead, and the next operation of the same
+  // session (which the caller starts after awaiting the transaction) captures the position first.
+  const transactionWrites = new AsyncLocalStorage<PendingTransactionWrites>();
+  const outsideSessions: PendingTransactionWrites = { pending: false };
+  const settleTransactionWrites = () => {
+    const writes = transactionWrites.getStore() ?? outsideSessions;
+    if (!writes.pending) return;
+    writes.pending = false;
+    router.markWrite();
+  };
+  return {
+    routing,
+    router: () => router,
+    inSession: (fn) => transactionWrites.run({ pending: false }, fn),
+    transactionWrite() {
+      (transactionWrites.getStore() ?? outsideSessions).pending = true;
+    },
+    async run(mode, forced, params, isRead) {
+      settleTransactionWrites();
+      const ctx = newContext(mode, forced, false);
+      if (mode === 'replica') {
+        // The primary's own pipeline (with this client's other extensions) serves a fallback.
+        return router.read((client, target) =>
+          target.role === 'primary' ? params.query(params.args) : invokeOn(client, params),
+        );
+      }
+      try {
+        return await routing.als.run(ctx, async () => await params.query(params.args));
+      } finally {
+        if (!isRead) router.markWrite();
+      }
+    },
+    async connect() {
+      await Promise.all([base.$connect(), ...replicas.map((r) => r.$connect())]);
+    },
+    async disconnect() {
+      await router.close();
+      await Promise.all([base.$disconnect(), ...replicas.map((r) => r.$disconnect())]);
+    },
+  };
+}
+
+function resolveEngine(base: ExtendableClient, options: ReadReplicasOptions): Engine {
+  if (options.replicas !== undefined) {
+    if (!Array.isArray(options.replicas)) {
+      throw new LaglessError('INVALID_OPTION', 'replicas must be an array of PrismaClients', {
+        context: { option: 'replicas' },
+      });
+    }
+    return dropInEngine(base, options);
+  }
+  const adapter = options.adapter ?? base._engineConfig?.adapter;
+  if (!isLaglessAdapter(adapter)) {
+    throw new LaglessError(
+      'INVALID_OPTION',
+      'readReplicas() needs either `replicas: PrismaClient[]` or a client created with `adapter: laglessAdapter({ primary, replicas })`',
+      { context: { option: options.adapter === undefined ? 'replicas' : 'adapter' } },
+    );
+  }
+  const misplaced = ROUTER_OPTION_KEYS.filter((key) => options[key] !== undefined);
+  if (misplaced.length > 0) {
+    throw new LaglessError(
+      'INVALID_OPTION',
+      `${misplaced.join(', ')}: with laglessAdapter(), pass router options to laglessAdapter(), not readReplicas()`,
+      { context: { option: misplaced[0] } },
+    );
+  }
+  return fastEngine(adapter);
+}
+
+const WRAPPED_CLIENT_METHODS = new Set([
+  '$queryRaw',
+  '$queryRawUnsafe',
+  '$executeRaw',
+  '$executeRawUnsafe',
+  '$queryRawTyped',
+]);
+
+/**
+ * Wraps a lazy PrismaPromise so that whoever awaits it does so with `mode` forced. Query extension
+ * hooks run outermost-first in the order extensions were applied, so a hook added by `$primary()`
+ * would run after ours: the choice has to reach our hook through the async context instead.
+ */
+function forcePromise(promise: unknown, mode: RouteMode, routing: RoutingState): unknown {
+  if (typeof promise !== 'object' || promise === null || typeof (promise as PromiseLike<unknown>).then !== 'function') {
+    return promise;
+  }
+  const lazy = promise as Promise<unknown>;
+  const then = lazy.then;
+  const forcedThen: Promise<unknown>['then'] = (onFulfilled, onRejected) =>
+    routing.forced.run(mode, () => then.call(lazy, onFulfilled, onRejected)) as never;
+  const methods = new Map<PropertyKey, unknown>([
+    ['then', forcedThen],
+    ['catch', (onRejected?: (error: unknown) => unknown) => forcedThen(undefined, onRejected)],
+    [
+      'finally',
+      (onFinally?: () => void) =>
+        forcedThen(
+          (value) => {
+            onFinally?.();
+            return value;
+          },
+          (error: unknown) => {
+            onFinally?.();
+            throw error;
+          },
+        ),
+    ],
+  ]);
+  // Everything else (requestTransaction, the PrismaPromise tag, fluent relations) is the original's.
+  return new Proxy(lazy, {
+    get: (target, property) => (methods.has(property) ? methods.get(property) : Reflect.get(target, property, target)),
+  });
+}
+
+/** A view of `client` whose model operations and raw queries run in `mode`. */
+function forceClient(client: object, mode: RouteMode, routing: RoutingState): unknown {
+  const delegates = new Map<PropertyKey, unknown>();
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof property === 'string' && WRAPPED_CLIENT_METHODS.has(property) && typeof value === 'function') {
+        return (...args: unknown[]) =>
+          forcePromise((value as (...a: unknown[]) => unknown).apply(target, args), mode, routing);
+      }
+      if (typeof property !== 'string' || property.startsWith('$') || typeof value !== 'object' || value === null) {
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      }
+      // A model delegate (prisma.user): wrap its operations.
+      let delegate = delegates.get(property);
+      if (!delegate) {
+        delegate = new Proxy(value, {
+          get(model, operation, modelReceiver) {
+            const method: unknown = Reflect.get(model, operation, modelReceiver);
+            if (typeof method !== 'function') return method;
+            return (...args: unknown[]) =>
+              forcePromise((method as (...a: unknown[]) => unknown).apply(model, args), mode, routing);
+          },
+        });
+        delegates.set(property, delegate);
+      }
+      return delegate;
+    },
+  });
+}
+
+/** A transaction client cannot be extended (Prisma denies $extends there, but keeps $transaction for savepoints). */
+function inTransaction(context: object): boolean {
+  return typeof (context as { $extends?: unknown }).$extends !== 'function';
+}
+
+function isReadOperation(params: QueryParams, rawQueries: 'primary' | 'replica'): boolean {
+  if (params.model !== undefined) return READ_OPERATIONS.has(params.operation);
+  return rawQueries === 'replica' && (params.operation === '$queryRaw' || params.operation === '$queryRawUnsafe');
+}
+
+/**
+ * Read replicas for Prisma 7: reads to a replica, writes and transactions to the primary,
+ * read-your-writes in `$lagless.session()`.
+ *
+ * Fast path: `new PrismaClient({ adapter: laglessAdapter({ primary, replicas }) }).$extends(readReplicas())`.
+ * Drop-in path: `new PrismaClient({ adapter }).$extends(readReplicas({ replicas: [replicaClient] }))`.
+ */
+export function readReplicas(options: ReadReplicasOptions = {}): ReadReplicasExtension {
+  if (typeof options !== 'object' || options === null) {
+    throw new LaglessError('INVALID_OPTION', 'readReplicas(options): options must be an object');
+  }
+  const rawQueries = options.rawQueries ?? 'primary';
+  if (rawQueries !== 'primary' && rawQueries !== 'replica') {
+    throw new LaglessError(
+      'INVALID_OPTION',
+      `rawQueries must be 'primary' | 'replica', received ${String(rawQueries)}`,
+      {
+        context: { option: 'rawQueries' },
+      },
+    );
+  }
+  const extension = (client: unknown): unknown => {
+    const base = client as ExtendableClient;
+    const engine = resolveEngine(base, options);
+    const forcedClients = new WeakMap<object, Map<RouteMode, unknown>>();
+    const forcedClient = (context: ExtendableClient, mode: RouteMode): unknown => {
+      let byMode = forcedClients.get(context);
+      if (!byMode) {
+        byMode = new Map();
+        forcedClients.set(context, byMode);
+      }
+      let forced = byMode.get(mode);
+      if (!forced) {
+        forced = forceClient(context, mode, engine.routing);
+        byMode.set(mode, forced);
+      }
+      return forced;
+    };
+
+    const api: LaglessClientApi = {
+      stats: () => engine.router().stats(),
+      session: ((initOrFn: SessionInit | (() => unknown), maybeFn?: () => unknown) => {
+        const fn = (maybeFn ?? initOrFn) as () => unknown;
+        const body = engine.inSession ? () => engine.inSession?.(fn) : fn;
+        return maybeFn === undefined
+          ? engine.router().session(body)
+          : engine.router().session(initOrFn as SessionInit, body);
+      }) as LaglessClientApi['session'],
+      token: () => engine.router().token(),
+      get router() {
+        return engine.router();
+      },
+    };
+
+    return base.$extends({
+      name: 'lagless-read-replicas',
+      client: {
+        $primary() {
+          const context = Prisma.getExtensionContext(this) as unknown as ExtendableClient;
+          // Inside a transaction the client already is the primary.
+          return inTransaction(context) ? context : forcedClient(context, 'primary');
+        },
+        $replica() {
+          const context = Prisma.getExtensionContext(this) as unknown as ExtendableClient;
+          if (inTransaction(context)) {
+            throw new LaglessError(
+              'INVALID_OPTION',
+              'Cannot use $replica() inside a transaction: a transaction runs on the primary, and a replica read from it would not see its writes',
+            );
+          }
+          return forcedClient(context, 'replica');
+        },
+        $lagless: api,
+        async $connect() {
+          await (engine.connect ? engine.connect() : base.$connect());
+        },
+        async $disconnect() {
+          await (engine.disconnect ? engine.disconnect() : base.$disconnect());
+        },
+      },
+      query: {
+        $allOperations(params: QueryParams) {
+          // Inside a transaction every statement already runs on the transaction's connection.
+          if (params.__internalParams?.transaction) {
+            if (!isReadOperation(params, 'replica')) engine.transactionWrite?.();
+            return params.query(params.args);
+          }
+          const forced = engine.routing.forced.getStore();
+          if (forced !== undefined) {
+            // Nested operations (started while this one is awaited) must not inherit the choice.
+            return engine.routing.forced.exit(() =>
+              engine.run(forced, true, params, isReadOperation(params, forced === 'replica' ? 'replica' : 'primary')),
+            );
+          }
+          const isRead = isReadOperation(params, rawQueries);
+          if (!isRead && !RAW_OPERATIONS.has(params.operation) && params.model === undefined) {
+            return params.query(params.args);
+          }
+          return engine.run(isRead ? 'replica' : 'primary', false, params, isRead);
+        },
+      },
+    });
+  };
+  return Prisma.defineExtension(extension as never) as never;
+}

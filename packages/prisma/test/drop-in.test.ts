@@ -1,0 +1,102 @@
+// The drop-in path: readReplicas({ replicas: PrismaClient[] }), as @prisma/extension-read-replicas
+// takes them. Replicas are paused, then grace@x is written: a read that misses it ran on a replica.
+import { isLaglessError } from '@lagless/core';
+import { type Cluster, startCluster } from '@lagless/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readReplicas } from '../src/index.js';
+import { applySchema, bareClient } from './helpers.js';
+
+let cluster: Cluster;
+const clients: Array<{ $disconnect(): Promise<void> }> = [];
+
+beforeAll(async () => {
+  cluster = await startCluster({ replicas: 2 });
+  await applySchema(cluster);
+  await cluster.primary.query(`INSERT INTO "User" (email, name) VALUES ('ada@x', 'Ada'), ('alan@x', 'Alan')`);
+  await cluster.waitForReplicas();
+  for (const replica of cluster.replicas) await replica.pauseReplay();
+  await cluster.primary.query(`INSERT INTO "User" (email, name) VALUES ('grace@x', 'Grace')`);
+});
+
+afterAll(async () => {
+  for (const client of clients) await client.$disconnect();
+  await cluster?.stop();
+});
+
+function dropIn(options: Parameters<typeof readReplicas>[0] = {}) {
+  const replicas = cluster.replicas.map((r) => bareClient(r.url));
+  const prisma = bareClient(cluster.primary.url).$extends(readReplicas({ replicas, probeIntervalMs: 100, ...options }));
+  clients.push(prisma);
+  return prisma;
+}
+
+const computed = {
+  result: {
+    user: {
+      label: {
+        needs: { name: true, email: true },
+        compute: (u: { name: string; email: string }) => `${u.name} <${u.email}>`,
+      },
+    },
+  },
+} as const;
+
+describe('drop-in path', () => {
+  it('routes reads to replicas and writes to the primary', async () => {
+    const prisma = dropIn();
+    for (let i = 0; i < 8; i++) {
+      expect(await prisma.user.count()).toBe(2);
+      expect(await prisma.user.findUnique({ where: { email: 'grace@x' } })).toBeNull();
+    }
+    expect(await prisma.$primary().user.count()).toBe(3);
+    const [row] = await prisma.$queryRaw<Array<{ port: number }>>`SELECT inet_server_port() AS port`;
+    expect(row?.port).toBe(cluster.primary.port);
+    // A write routed to a paused replica would fail (read-only transaction).
+    await prisma.user.create({ data: { email: 'drop@x', name: 'd' } });
+    expect(await prisma.$replica().user.count()).toBe(2);
+    await prisma.$transaction(async (tx) => {
+      expect(await tx.user.count()).toBe(4);
+      expect(() => tx.$replica()).toThrow(/inside a transaction/);
+    });
+  });
+
+  it('reads its writes inside a session (served by the primary while replicas are paused)', async () => {
+    const prisma = dropIn({ waitTimeoutMs: 50 });
+    await prisma.$lagless.session(async () => {
+      const user = await prisma.user.create({ data: { email: 'sess@x', name: 's' } });
+      expect(await prisma.user.findUnique({ where: { id: user.id } })).not.toBeNull();
+    });
+    expect(prisma.$lagless.stats().reads.fallbacks).toBeGreaterThan(0);
+  });
+
+  it('reads after a $transaction in a session see its writes; outside a session they do not', async () => {
+    const prisma = dropIn({ waitTimeoutMs: 50 });
+    await prisma.$lagless.session(async () => {
+      const user = await prisma.$transaction(async (tx) => tx.user.create({ data: { email: 'tx@x', name: 't' } }));
+      expect(await prisma.user.findUnique({ where: { id: user.id } })).not.toBeNull();
+      const [batched] = await prisma.$transaction([prisma.user.create({ data: { email: 'btx@x', name: 'b' } })]);
+      expect(await prisma.user.findUnique({ where: { id: batched.id } })).not.toBeNull();
+    });
+    // Replicas are paused: without the session's token, the same read goes to one and misses the row.
+    const outside = await prisma.$transaction(async (tx) => tx.user.create({ data: { email: 'otx@x', name: 'o' } }));
+    expect(await prisma.user.findUnique({ where: { id: outside.id } })).toBeNull();
+  });
+
+  it('keeps computed fields of an extension applied after readReplicas()', async () => {
+    const prisma = dropIn().$extends(computed);
+    const users = await prisma.user.findMany({ orderBy: { id: 'asc' } });
+    expect(users.map((u) => u.label)).toEqual(['Ada <ada@x>', 'Alan <alan@x>']);
+  });
+
+  it('rejects bad input with typed errors', () => {
+    expect(() => bareClient(cluster.primary.url).$extends(readReplicas({ replicas: [{} as never] }))).toThrow(
+      /replicas\[0\] must be a PrismaClient/,
+    );
+    try {
+      bareClient(cluster.primary.url).$extends(readReplicas());
+      expect.unreachable();
+    } catch (error) {
+      expect(isLaglessError(error, 'INVALID_OPTION')).toBe(true);
+    }
+  });
+});

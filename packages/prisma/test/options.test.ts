@@ -1,0 +1,102 @@
+// Input validation and the pure parts of routing, without a database.
+import { isLaglessError } from '@lagless/core';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { describe, expect, it } from 'vitest';
+import { laglessAdapter, readReplicas } from '../src/index.js';
+import { isReadOnlySql } from '../src/operations.js';
+import { InflightReads } from '../src/route-context.js';
+import { PrismaClient } from './generated/client.js';
+
+const url = 'postgres://u:p@127.0.0.1:1/db';
+const pg = () => new PrismaPg({ connectionString: url });
+
+function invalid(fn: () => unknown, message: RegExp): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  expect(isLaglessError(caught, 'INVALID_OPTION'), String(caught)).toBe(true);
+  expect(String(caught)).toMatch(message);
+}
+
+describe('laglessAdapter options', () => {
+  it('rejects what is not a driver adapter, naming the option', () => {
+    invalid(() => laglessAdapter(undefined as never), /options must be an object/);
+    invalid(() => laglessAdapter({ primary: 'postgres://x' as never }), /^.*primary must be a Prisma driver adapter/);
+    invalid(
+      () => laglessAdapter({ primary: pg(), replicas: [pg(), {} as never] }),
+      /replicas\[1\] must be a Prisma driver adapter/,
+    );
+    invalid(() => laglessAdapter({ primary: pg(), replicas: pg() as never }), /replicas must be an array/);
+    invalid(() => laglessAdapter({ primary: { name: '', adapter: pg() } }), /primary\.name must be a non-empty string/);
+  });
+
+  it('validates router options eagerly (core messages)', () => {
+    invalid(() => laglessAdapter({ primary: pg(), waitTimeoutMs: -1, probeIntervalMs: 0 }), /waitTimeoutMs/);
+    invalid(
+      () =>
+        laglessAdapter({
+          primary: { name: 'a', adapter: pg() },
+          replicas: [{ name: 'a', adapter: pg() }],
+          probeIntervalMs: 0,
+        }),
+      /distinct names/,
+    );
+  });
+
+  it('names nodes by default and keeps given names', async () => {
+    const adapter = laglessAdapter({
+      primary: pg(),
+      replicas: [pg(), { name: 'eu', adapter: pg(), weight: 2 }],
+      probeIntervalMs: 0,
+    });
+    expect(adapter.router.stats().primary.name).toBe('primary');
+    expect(adapter.router.stats().replicas.map((r) => r.name)).toEqual(['replica-0', 'eu']);
+    await adapter.dispose();
+  });
+});
+
+describe('readReplicas options', () => {
+  it('needs replicas or a lagless adapter', () => {
+    invalid(() => new PrismaClient({ adapter: pg() }).$extends(readReplicas()), /laglessAdapter/);
+  });
+
+  it('refuses router options on the fast path (they belong to laglessAdapter)', () => {
+    const client = new PrismaClient({ adapter: laglessAdapter({ primary: pg(), probeIntervalMs: 0 }) });
+    invalid(() => client.$extends(readReplicas({ balancer: 'random' })), /balancer: with laglessAdapter\(\)/);
+  });
+
+  it('rejects a bad rawQueries value', () => {
+    invalid(() => readReplicas({ rawQueries: 'sometimes' as never }), /rawQueries/);
+  });
+});
+
+describe('statements without a routing context', () => {
+  it('only plain reads count as reads', () => {
+    expect(isReadOnlySql('SELECT "t0"."id" FROM "public"."User" AS "t0" WHERE "t0"."id" IN ($1,$2)')).toBe(true);
+    expect(isReadOnlySql('  /* c */ WITH x AS (SELECT 1) SELECT * FROM x')).toBe(true);
+    expect(isReadOnlySql('SELECT * FROM "User" FOR UPDATE')).toBe(false);
+    expect(isReadOnlySql('WITH d AS (DELETE FROM "User" RETURNING *) SELECT * FROM d')).toBe(false);
+    expect(isReadOnlySql('INSERT INTO "User" (email) VALUES ($1) RETURNING id')).toBe(false);
+    expect(isReadOnlySql('UPDATE "User" SET name = $1')).toBe(false);
+  });
+});
+
+describe('in-flight read requirements', () => {
+  it('the strictest wins; primary beats any LSN', async () => {
+    const reads = new InflightReads();
+    expect(await reads.strictest()).toBe(0n);
+    const a = reads.add(5n);
+    const b = reads.add(Promise.resolve(9n));
+    expect(await reads.strictest()).toBe(9n);
+    const c = reads.add('primary');
+    expect(await reads.strictest()).toBe('primary');
+    c();
+    b();
+    expect(await reads.strictest()).toBe(5n);
+    a();
+    expect(reads.size).toBe(0);
+  });
+});
