@@ -91,7 +91,17 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-/** Strictly the least busy replica; equals share the load, so one replica is not favoured by its position. */
+/**
+ * A tied replica this many times slower than the fastest tie is left out of the tie. Replicas
+ * within the factor count as equal, so latency noise does not pile all load onto one of them.
+ */
+const SLOW_TIE_FACTOR = 1.5;
+
+/**
+ * Strictly the least busy replica. Equals share the load, so none is favoured by its position;
+ * among equals a clearly slower one is passed over: at low concurrency every replica is idle, and
+ * in-flight counts alone cannot see that one of them answers in 5 ms instead of 0.5.
+ */
 class LeastConnectionsBalancer implements Balancer {
   readonly name = 'least-connections';
   readonly #random: () => number;
@@ -108,6 +118,7 @@ class LeastConnectionsBalancer implements Balancer {
     let best = first;
     let min = first.inFlight;
     let ties = 1;
+    let fastest = first.latencyScoreMs;
     for (let i = 1; i < n; i++) {
       const candidate = candidates[i] as C;
       const inFlight = candidate.inFlight;
@@ -115,16 +126,25 @@ class LeastConnectionsBalancer implements Balancer {
         best = candidate;
         min = inFlight;
         ties = 1;
+        fastest = candidate.latencyScoreMs;
       } else if (inFlight === min) {
         ties++;
+        if (candidate.latencyScoreMs < fastest) fastest = candidate.latencyScoreMs;
       }
     }
     if (ties === 1) return best;
-    // A second pass costs less than reservoir sampling, which would draw one random number per tie.
-    let k = index(this.#random(), ties);
+    // Unmeasured (0) scores give no basis to exclude anyone.
+    const limit = fastest > 0 ? fastest * SLOW_TIE_FACTOR : Number.POSITIVE_INFINITY;
+    let eligible = 0;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i] as C;
-      if (candidate.inFlight === min && k-- === 0) return candidate;
+      if (candidate.inFlight === min && candidate.latencyScoreMs <= limit) eligible++;
+    }
+    // A second pass costs less than reservoir sampling, which would draw one random number per tie.
+    let k = index(this.#random(), eligible);
+    for (let i = 0; i < n; i++) {
+      const candidate = candidates[i] as C;
+      if (candidate.inFlight === min && candidate.latencyScoreMs <= limit && k-- === 0) return candidate;
     }
     return best;
   }

@@ -85,7 +85,8 @@ export class LatencyTracker {
       this.#ewma = this.#ewma * w + ms * (1 - w);
       // A slow sample is believed at once, a fast one only gradually: a replica that starts to
       // struggle is avoided immediately, but one good read does not hide a bad streak.
-      this.#peakEwma = ms > this.#peakEwma ? ms : this.#peakEwma * w + ms * (1 - w);
+      const decayed = this.#peakEwma * w;
+      this.#peakEwma = ms > decayed ? ms : decayed + ms * (1 - w);
     }
     this.#lastAt = at;
     this.#samples[this.#next] = ms;
@@ -94,11 +95,15 @@ export class LatencyTracker {
   }
 
   /**
-   * Finagle-style peak EWMA in milliseconds; 0 before the first sample. It moves only when a sample
-   * arrives: an idle replica keeps its last score rather than drifting to look fast.
+   * Finagle-style peak EWMA in milliseconds; 0 before the first sample. Between samples it decays
+   * towards 0: a replica passed over for being slow must look fast again after a while, or it would
+   * never be tried again and its score never corrected (a slow replica gets one read in every few
+   * `decayMs`, and each re-raises its score at once).
    */
   get peakEwmaMs(): number {
-    return this.#peakEwma;
+    if (this.#count === 0) return 0;
+    const idle = this.#now() - this.#lastAt;
+    return idle > 0 ? this.#peakEwma * Math.exp(-idle / this.#decayMs) : this.#peakEwma;
   }
 
   /** Time-decayed EWMA in milliseconds without the peak rule; 0 before the first sample. */

@@ -183,6 +183,17 @@ describe('least-connections', () => {
     expectShare(split.get('a'), 50, 2);
   });
 
+  it('passes over a clearly slower replica among equally busy ones, but treats similar ones as equal', () => {
+    const balancer = createBalancer('least-connections', seededRandom(5));
+    const slowed = [replica('fast', { latencyScoreMs: 0.6 }), replica('slow', { latencyScoreMs: 5.6 })];
+    expect(shares(() => balancer.pick(slowed), 1_000).get('fast')).toBe(100);
+    const similar = [replica('a', { latencyScoreMs: 0.5 }), replica('b', { latencyScoreMs: 0.7 })];
+    expectShare(shares(() => balancer.pick(similar), 10_000).get('a'), 50, 2);
+    // Busyness still comes first: a fast but busier replica loses to a slow idle one.
+    const busyFast = [replica('fast', { latencyScoreMs: 0.5, inFlight: 1 }), replica('slow', { latencyScoreMs: 9 })];
+    expect(balancer.pick(busyFast).name).toBe('slow');
+  });
+
   it('does not draw a random number when the minimum is unique', () => {
     const pool = [replica('a', { inFlight: 2 }), replica('b', { inFlight: 1 }), replica('c', { inFlight: 3 })];
     expect(createBalancer('least-connections', neverCalled).pick(pool).name).toBe('b');

@@ -51,11 +51,17 @@ describe('LatencyTracker averages', () => {
     expect(t.peakEwmaMs).toBeGreaterThan(499);
   });
 
-  it('does not drift while idle: only samples move the averages', () => {
+  it('lets an idle peak score decay, so a replica passed over for slowness is tried again', () => {
     const { t, clock } = tracker({ decayMs: 1_000 });
     t.record(80);
+    clock.ms += 1_000;
+    expect(t.peakEwmaMs).toBeCloseTo(80 / Math.E, 6);
+    expect(t.ewmaMs).toBe(80);
     clock.ms += 1_000_000;
-    expect([t.peakEwmaMs, t.ewmaMs]).toEqual([80, 80]);
+    expect(t.peakEwmaMs).toBe(0);
+    // The next slow sample is believed at once again.
+    t.record(60);
+    expect(t.peakEwmaMs).toBe(60);
   });
 
   it('ignores negative, NaN and infinite samples', () => {
