@@ -1,1 +1,3 @@
-export {};
+export type { GetReplica, WithReplicasOptions } from './options.js';
+export type { LaglessDatabase, LaglessHandle } from './with-replicas.js';
+export { withReplicas } from './with-replicas.js';
