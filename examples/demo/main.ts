@@ -1,9 +1,15 @@
-// The lagless demo: a real primary with two streaming replicas, started on this machine in seconds.
-// A row written on the primary is watched arriving on each replica, with the replica's replay LSN,
-// then one replica's replay is paused to show the stale read that lagless exists to prevent.
+// The lagless demo, on a real primary with two streaming replicas started on this machine.
+//  1. A write on the primary is watched arriving on each replica, with its replay LSN.
+//  2. With one replica's replay paused, "write then read" through a random replica (what
+//     @prisma/extension-read-replicas and drizzle's withReplicas do) returns stale data; through
+//     lagless, in a session, it never does.
+//  3. A replica is killed mid-load: lagless ejects it, retries, fails no read, and readmits it.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createRouter, type RouterNode } from '@lagless/core';
 import { startCluster } from '@lagless/testkit';
 import pg from 'pg';
+
+const PAIRS = 200;
 
 const started = Date.now();
 const cluster = await startCluster({ replicas: 2 });
@@ -13,63 +19,105 @@ console.log(
 console.log(`  primary   ${cluster.primary.url}`);
 for (const replica of cluster.replicas) console.log(`  ${replica.name.padEnd(9)} ${replica.url}`);
 
-const connect = async (url: string): Promise<pg.Client> => {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  return client;
+const poolNode = (name: string, url: string): RouterNode<pg.Pool> => {
+  const pool = new pg.Pool({ connectionString: url, max: 8 });
+  pool.on('error', () => {}); // idle clients of the replica we kill below
+  return { name, client: pool, query: async (sql) => (await pool.query(sql)).rows };
 };
-const primary = await connect(cluster.primary.url);
-const replicas = await Promise.all(cluster.replicas.map(async (r) => ({ name: r.name, client: await connect(r.url) })));
+const primary = poolNode('primary', cluster.primary.url);
+const replicas = cluster.replicas.map((r) => poolNode(r.name, r.url));
+const router = createRouter({ primary, replicas, probeIntervalMs: 200, readmission: { initialMs: 200 } });
+router.on('replica-down', ({ replica }) => console.log(`  event: ${replica} ejected`));
+router.on('replica-up', ({ replica }) => console.log(`  event: ${replica} in rotation`));
+
+const insert = (note: string) =>
+  router.write(async (pool) => {
+    const { rows } = await pool.query<{ id: number }>('INSERT INTO notes (note) VALUES ($1) RETURNING id', [note]);
+    return Number(rows[0]?.id);
+  });
+const readBack = (pool: pg.Pool, id: number) =>
+  pool.query<{ note: string }>('SELECT note FROM notes WHERE id = $1', [id]).then((r) => r.rows[0]?.note);
 
 try {
-  await primary.query('CREATE TABLE greetings (id serial PRIMARY KEY, text text NOT NULL)');
+  await router.ready();
+  await primary.client.query('CREATE TABLE notes (id serial PRIMARY KEY, note text NOT NULL)');
   await cluster.waitForReplicas();
 
-  const show = async (label: string): Promise<void> => {
-    const written = Date.now();
-    const { rows } = await primary.query<{ id: number }>('INSERT INTO greetings (text) VALUES ($1) RETURNING id', [
-      label,
-    ]);
-    const id = rows[0]?.id;
-    const { rows: lsnRows } = await primary.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-    console.log(`\nwrote "${label}" (id ${id}) on the primary; WAL insert position ${lsnRows[0]?.lsn}`);
-    await Promise.all(
-      replicas.map(async ({ name, client }) => {
-        for (let polls = 0; polls < 50; polls++) {
-          const { rows: seen } = await client.query<{ text: string | null; lsn: string }>(
-            'SELECT (SELECT text FROM greetings WHERE id = $1) AS text, pg_last_wal_replay_lsn()::text AS lsn',
-            [id],
-          );
-          const row = seen[0];
-          if (row?.text) {
-            console.log(`  ${name}: row visible after ${Date.now() - written} ms, replay LSN ${row.lsn}`);
-            return;
-          }
-          await sleep(20);
-        }
-        const { rows: last } = await client.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
-        console.log(
-          `  ${name}: still NOT visible after ${Date.now() - written} ms — stale at replay LSN ${last[0]?.lsn}`,
-        );
-      }),
-    );
-  };
-
-  await show('hello from the primary');
-  const paused = cluster.replicas[0];
-  if (paused) {
-    await paused.pauseReplay();
-    console.log(`\npaused WAL replay on ${paused.name}: it keeps serving reads, frozen in time`);
-    await show('written while replica1 is paused');
-    await paused.resumeReplay();
-    console.log(`resumed ${paused.name}`);
-    await show('after resume');
-  }
-  console.log(
-    '\nA read sent to a random replica right after a write can return stale data: lagless routes it by LSN instead.',
+  console.log('\n1. replication');
+  const written = Date.now();
+  const id = await insert('hello');
+  await Promise.all(
+    cluster.replicas.map(async (replica, i) => {
+      const pool = replicas[i]?.client;
+      while (pool && !(await readBack(pool, id))) await sleep(2);
+      console.log(
+        `  ${replica.name}: row visible after ${Date.now() - written} ms, replay LSN ${await replica.replayLsn()}`,
+      );
+    }),
   );
+
+  const paused = cluster.replicas[0];
+  if (!paused) throw new Error('two replicas expected');
+  await paused.pauseReplay();
+  console.log(`\n2. read-your-writes, ${PAIRS} write→read pairs, ${paused.name}'s replay paused`);
+  let stale = 0;
+  for (let i = 0; i < PAIRS; i++) {
+    const rowId = await insert(`random ${i}`);
+    const pool = replicas[Math.floor(Math.random() * replicas.length)]?.client;
+    if (pool && (await readBack(pool, rowId)) === undefined) stale++;
+  }
+  console.log(`  random replica (the official extensions):  ${stale}/${PAIRS} reads missed the row just written`);
+  stale = 0;
+  for (let i = 0; i < PAIRS; i++) {
+    await router.session(async () => {
+      const rowId = await insert(`lagless ${i}`);
+      if ((await router.read((pool) => readBack(pool, rowId))) === undefined) stale++;
+    });
+  }
+  const token = await router.session(async () => {
+    await insert('token');
+    return router.token();
+  });
+  console.log(`  lagless session:                          ${stale}/${PAIRS} reads missed it`);
+  console.log(`  a token carries the guarantee to the next request: ${token}`);
+  await paused.resumeReplay();
+
+  console.log('\n3. failover: replica2 killed during concurrent reads');
+  let failed = 0;
+  let reads = 0;
+  let stop = false;
+  const load = Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (!stop) {
+        try {
+          await router.read((pool) => pool.query('SELECT count(*) FROM notes'));
+          reads++;
+        } catch {
+          failed++;
+        }
+      }
+    }),
+  );
+  await sleep(300);
+  await cluster.replicas[1]?.kill();
+  await sleep(700);
+  await cluster.replicas[1]?.start();
+  await sleep(1000);
+  stop = true;
+  await load;
+  console.log(`  ${reads} reads, ${failed} failed`);
+
+  const stats = router.stats();
+  console.log('\nstats()');
+  for (const r of stats.replicas) {
+    console.log(
+      `  ${r.name}: ${r.state}, served ${r.served}, failed ${r.failed}, p50 ${r.latency.p50Ms.toFixed(2)} ms, replay ${r.replayLsn}, lag ${r.lagBytes} B / ${r.lagMs} ms`,
+    );
+  }
+  console.log(`  primary served ${stats.primary.served}; reads ${JSON.stringify(stats.reads)}`);
 } finally {
-  await Promise.all([primary, ...replicas.map((r) => r.client)].map((c) => c.end()));
+  await router.close();
+  await Promise.all([primary, ...replicas].map((n) => n.client.end()));
   await cluster.stop();
-  console.log('cluster stopped and removed');
+  console.log('\ncluster stopped and removed');
 }
