@@ -7,6 +7,12 @@ export interface BalancerCandidate {
   readonly inFlight: number;
   /** Peak-EWMA latency of recent reads in milliseconds; 0 while nothing has been measured. */
   readonly latencyScoreMs: number;
+  /**
+   * Time-decayed average latency in milliseconds, steadier than the peak score: least-connections
+   * breaks ties with it (with `latencyScoreMs` when absent). One slow read should not make a
+   * replica lose every tie for the next ten seconds.
+   */
+  readonly averageLatencyMs?: number;
   /** Relative share for the `weighted` balancer: a finite number > 0 (1 unless configured). */
   readonly weight: number;
 }
@@ -118,7 +124,7 @@ class LeastConnectionsBalancer implements Balancer {
     let best = first;
     let min = first.inFlight;
     let ties = 1;
-    let fastest = first.latencyScoreMs;
+    let fastest = tieLatency(first);
     for (let i = 1; i < n; i++) {
       const candidate = candidates[i] as C;
       const inFlight = candidate.inFlight;
@@ -126,10 +132,11 @@ class LeastConnectionsBalancer implements Balancer {
         best = candidate;
         min = inFlight;
         ties = 1;
-        fastest = candidate.latencyScoreMs;
+        fastest = tieLatency(candidate);
       } else if (inFlight === min) {
         ties++;
-        if (candidate.latencyScoreMs < fastest) fastest = candidate.latencyScoreMs;
+        const latency = tieLatency(candidate);
+        if (latency < fastest) fastest = latency;
       }
     }
     if (ties === 1) return best;
@@ -138,13 +145,13 @@ class LeastConnectionsBalancer implements Balancer {
     let eligible = 0;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i] as C;
-      if (candidate.inFlight === min && candidate.latencyScoreMs <= limit) eligible++;
+      if (candidate.inFlight === min && tieLatency(candidate) <= limit) eligible++;
     }
     // A second pass costs less than reservoir sampling, which would draw one random number per tie.
     let k = index(this.#random(), eligible);
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i] as C;
-      if (candidate.inFlight === min && candidate.latencyScoreMs <= limit && k-- === 0) return candidate;
+      if (candidate.inFlight === min && tieLatency(candidate) <= limit && k-- === 0) return candidate;
     }
     return best;
   }
@@ -273,6 +280,10 @@ class CustomBalancer implements Balancer {
 }
 
 /** Maps a number from [0, 1) to an index below n, staying in range if a custom source returns 1, < 0 or NaN. */
+function tieLatency(candidate: BalancerCandidate): number {
+  return candidate.averageLatencyMs ?? candidate.latencyScoreMs;
+}
+
 function index(r: number, n: number): number {
   const i = Math.floor(r * n);
   return i >= n ? n - 1 : i > 0 ? i : 0;

@@ -51,6 +51,10 @@ export class ReplicaState<C> {
     return this.latency.peakEwmaMs;
   }
 
+  get averageLatencyMs(): number {
+    return this.latency.ewmaMs;
+  }
+
   get client(): C {
     return this.node.client;
   }

@@ -192,6 +192,12 @@ describe('least-connections', () => {
     // Busyness still comes first: a fast but busier replica loses to a slow idle one.
     const busyFast = [replica('fast', { latencyScoreMs: 0.5, inFlight: 1 }), replica('slow', { latencyScoreMs: 9 })];
     expect(balancer.pick(busyFast).name).toBe('slow');
+    // The steady average decides when present: one slow read (a peak) does not lose the tie.
+    const peaked = [
+      { ...replica('fast', { latencyScoreMs: 8 }), averageLatencyMs: 0.5 },
+      { ...replica('slow', { latencyScoreMs: 5.6 }), averageLatencyMs: 5.6 },
+    ];
+    expect(shares(() => balancer.pick(peaked), 1_000).get('fast')).toBe(100);
   });
 
   it('does not draw a random number when the minimum is unique', () => {
