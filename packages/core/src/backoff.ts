@@ -1,4 +1,4 @@
-import { LaglessError } from './errors.js';
+import { LaglessError, showValue } from './errors.js';
 
 /** Capped exponential backoff with jitter, e.g. between probes of a replica that is down. */
 export interface BackoffOptions {
@@ -101,16 +101,8 @@ function isFiniteNumber(value: unknown): value is number {
 }
 
 function invalidOption(option: string, expected: string, received: unknown): LaglessError {
-  const shown = show(received);
+  const shown = showValue(received);
   return new LaglessError('INVALID_OPTION', `Invalid option ${option}: expected ${expected}, received ${shown}`, {
     context: { option, received: shown },
   });
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
-  if (typeof value === 'bigint') return `${value}n`;
-  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
-  return String(value);
 }

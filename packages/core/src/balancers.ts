@@ -1,4 +1,4 @@
-import { LaglessError } from './errors.js';
+import { LaglessError, showValue } from './errors.js';
 
 /** What a balancer sees of one replica. The pool owns these objects and updates them in place. */
 export interface BalancerCandidate {
@@ -312,41 +312,17 @@ function notACandidate(chosen: unknown, candidates: readonly BalancerCandidate[]
       : '';
   return new LaglessError(
     'INVALID_OPTION',
-    `The balancer function returned ${show(chosen)}, which is not one of the candidates [${names.join(', ')}]${hint}`,
-    { context: { option: 'balancer', returned: show(chosen), candidates: names } },
+    `The balancer function returned ${showValue(chosen)}, which is not one of the candidates [${names.join(', ')}]${hint}`,
+    { context: { option: 'balancer', returned: showValue(chosen), candidates: names } },
   );
 }
 
 function invalidOption(option: string, expected: string, received: unknown): LaglessError {
   return new LaglessError(
     'INVALID_OPTION',
-    `Invalid option ${option}: expected ${expected}, received ${show(received)}`,
+    `Invalid option ${option}: expected ${expected}, received ${showValue(received)}`,
     {
-      context: { option, received: show(received) },
+      context: { option, received: showValue(received) },
     },
   );
-}
-
-/** Renders a received value for an error message: quoted strings, so `'1'` and `1` read differently. */
-function show(value: unknown): string {
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value);
-    case 'function':
-      return `function ${value.name || '(anonymous)'}`;
-    case 'bigint':
-      return `${value}n`;
-    case 'object': {
-      if (value === null) return 'null';
-      try {
-        const json = JSON.stringify(value);
-        if (json !== undefined) return json.length > 100 ? `${json.slice(0, 97)}...` : json;
-      } catch {
-        // Cycles and bigints: fall through to the tag.
-      }
-      return Object.prototype.toString.call(value);
-    }
-    default:
-      return String(value);
-  }
 }

@@ -49,3 +49,27 @@ export function redactSecrets(text: string): string {
     .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@')
     .replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]+)/gi, '$1***');
 }
+
+/** Renders a received value for an error message: quoted strings, so `'1'` and `1` read differently. */
+export function showValue(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'function':
+      return `function ${value.name || '(anonymous)'}`;
+    case 'bigint':
+      return `${value}n`;
+    case 'object': {
+      if (value === null) return 'null';
+      try {
+        const json = JSON.stringify(value);
+        if (json !== undefined) return json.length > 100 ? `${json.slice(0, 97)}...` : json;
+      } catch {
+        // Cycles and bigints: fall through to the tag.
+      }
+      return Object.prototype.toString.call(value);
+    }
+    default:
+      return String(value);
+  }
+}

@@ -1,4 +1,4 @@
-import { LaglessError } from './errors.js';
+import { LaglessError, showValue } from './errors.js';
 
 export interface LatencyTrackerOptions {
   /**
@@ -142,7 +142,7 @@ function rank(sorted: Float64Array, p: number): number {
 }
 
 function invalidOption(option: string, expected: string, received: unknown): LaglessError {
-  const shown = show(received);
+  const shown = showValue(received);
   return new LaglessError(
     'INVALID_OPTION',
     `Invalid LatencyTracker option ${option}: expected ${expected}, received ${shown}`,
@@ -150,12 +150,4 @@ function invalidOption(option: string, expected: string, received: unknown): Lag
       context: { option, received: shown },
     },
   );
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
-  if (typeof value === 'bigint') return `${value}n`;
-  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
-  return String(value);
 }

@@ -172,12 +172,9 @@ export class Router<C = unknown> {
   /** Runs `fn` on the primary, then raises the current scope's required LSN past it. */
   async write<T>(fn: (client: C, target: RouteTarget) => Promise<T> | T): Promise<T> {
     this.#assertOpen();
-    this.#primaryInFlight++;
     try {
-      return await fn(this.#primary.client, this.#primaryTarget);
+      return await this.#runOnPrimary(fn);
     } finally {
-      this.#primaryInFlight--;
-      this.#primaryServed++;
       // Also after a failure: a write can commit and still report an error (a dropped connection).
       this.markWrite();
     }
@@ -358,6 +355,10 @@ export class Router<C = unknown> {
       this.#events.emit('fallback', { reason: fallback });
     }
     this.#reads.primary++;
+    return this.#runOnPrimary(fn);
+  }
+
+  async #runOnPrimary<T>(fn: (client: C, target: RouteTarget) => Promise<T> | T): Promise<T> {
     this.#primaryInFlight++;
     try {
       return await fn(this.#primary.client, this.#primaryTarget);

@@ -30,7 +30,7 @@ export interface PostgresBinaries {
 
 const REQUIRED = ['postgres', 'initdb'] as const;
 
-function isExecutable(path: string): boolean {
+export function isExecutable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return true;

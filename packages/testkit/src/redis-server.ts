@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isExecutable } from './binaries.js';
 import { onProcessExit } from './cleanup.js';
 import { TestkitError } from './errors.js';
 import { freePort } from './ports.js';
@@ -93,15 +93,6 @@ export function resolveRedisBinary(
       `${fallbackDirs.join(', ') || '(no fallback directories)'}: install it (\`apt-get install redis-server\`, ` +
       '`brew install redis`) or pass `binary`',
   );
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // Children still running, SIGKILLed when this process exits however it exits normally. They are
