@@ -9,6 +9,8 @@ export type LaglessErrorCode =
   | 'TOKEN_STORE_UNAVAILABLE'
   | 'REPLICA_MISCONFIGURED'
   | 'PRIMARY_UNAVAILABLE'
+  /** A replica was asked for inside a transaction, which runs on the primary. */
+  | 'IN_TRANSACTION'
   | 'CLOSED';
 
 /** Marks our errors across duplicate installs of this package, where `instanceof` fails. */

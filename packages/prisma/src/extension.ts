@@ -439,7 +439,7 @@ export function readReplicas(options: ReadReplicasOptions = {}): ReadReplicasExt
           const context = Prisma.getExtensionContext(this) as unknown as ExtendableClient;
           if (inTransaction(context)) {
             throw new LaglessError(
-              'INVALID_OPTION',
+              'IN_TRANSACTION',
               'Cannot use $replica() inside a transaction: a transaction runs on the primary, and a replica read from it would not see its writes',
             );
           }

@@ -189,7 +189,7 @@ describe('$replica()', () => {
       } catch (error) {
         caught = error;
       }
-      expect(isLaglessError(caught)).toBe(true);
+      expect(isLaglessError(caught, 'IN_TRANSACTION')).toBe(true);
       expect(String(caught)).toMatch(/inside a transaction/);
     });
   });
