@@ -1,22 +1,27 @@
 // Shared by the core unit tests: error assertions and deterministic random numbers.
 import { expect } from 'vitest';
 import { seededRandom } from '../src/balancers.js';
-import { isLaglessError, type LaglessErrorCode } from '../src/errors.js';
+import { isLaglessError, type LaglessError, type LaglessErrorCode } from '../src/errors.js';
 
 export function expectCode(error: unknown, code: LaglessErrorCode): void {
   expect(isLaglessError(error, code), `expected LaglessError ${code}, got ${String(error)}`).toBe(true);
 }
 
-/** Runs `fn`, expects a LaglessError with `code`, and the message to contain each fragment. */
-export function expectLaglessError(fn: () => unknown, code: LaglessErrorCode, ...fragments: string[]): void {
-  let thrown: unknown;
+/** The LaglessError with `code` that `fn` throws; fails the test if it throws anything else or nothing. */
+export function thrown(fn: () => unknown, code: LaglessErrorCode): LaglessError {
   try {
     fn();
   } catch (error) {
-    thrown = error;
+    if (isLaglessError(error, code)) return error;
+    throw new Error(`expected a LaglessError ${code}, got ${String(error)}`);
   }
-  expectCode(thrown, code);
-  for (const fragment of fragments) expect((thrown as Error).message).toContain(fragment);
+  throw new Error(`expected a LaglessError ${code}, nothing was thrown`);
+}
+
+/** Runs `fn`, expects a LaglessError with `code`, and the message to contain each fragment. */
+export function expectLaglessError(fn: () => unknown, code: LaglessErrorCode, ...fragments: string[]): void {
+  const error = thrown(fn, code);
+  for (const fragment of fragments) expect(error.message).toContain(fragment);
 }
 
 export function expectInvalidOption(fn: () => unknown, ...fragments: string[]): void {

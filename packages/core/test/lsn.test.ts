@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { isLaglessError, type LaglessError, type LaglessErrorCode } from '../src/errors.js';
 import {
   compareLsn,
   formatLsn,
@@ -9,19 +8,7 @@ import {
   parseLsn,
   ZERO_LSN,
 } from '../src/lsn.js';
-import { random64, uint32s } from './assertions.js';
-
-function thrown(fn: () => unknown, code: LaglessErrorCode): LaglessError {
-  try {
-    fn();
-  } catch (error) {
-    if (isLaglessError(error, code)) {
-      return error;
-    }
-    throw new Error(`expected a LaglessError ${code}, got ${String(error)}`);
-  }
-  throw new Error(`expected a LaglessError ${code}, nothing was thrown`);
-}
+import { random64, thrown, uint32s } from './assertions.js';
 
 describe('parseLsn', () => {
   it('parses the extremes', () => {

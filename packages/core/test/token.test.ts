@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { isLaglessError, type LaglessError, type LaglessErrorCode } from '../src/errors.js';
 import { MAX_LSN } from '../src/lsn.js';
 import {
   type DecodeTokenOptions,
@@ -9,7 +8,7 @@ import {
   type TokenRejectionReason,
   validateSecret,
 } from '../src/token.js';
-import { random64, uint32s } from './assertions.js';
+import { random64, thrown, uint32s } from './assertions.js';
 
 const SYSTEM_ID = '7312345678901234567';
 const OTHER_SYSTEM_ID = '7398765432109876543';
@@ -17,18 +16,6 @@ const SECRET = 'correct-horse-battery-staple';
 const OTHER_SECRET = 'another-secret-of-enough-bytes';
 const PAYLOAD: TokenPayload = { lsn: 0x16_b374d848n, systemIdentifier: SYSTEM_ID };
 const COOKIE_SAFE = /^[A-Za-z0-9._-]+$/;
-
-function thrown(fn: () => unknown, code: LaglessErrorCode): LaglessError {
-  try {
-    fn();
-  } catch (error) {
-    if (isLaglessError(error, code)) {
-      return error;
-    }
-    throw new Error(`expected a LaglessError ${code}, got ${String(error)}`);
-  }
-  throw new Error(`expected a LaglessError ${code}, nothing was thrown`);
-}
 
 function rejection(token: unknown, options: DecodeTokenOptions): TokenRejectionReason {
   const error = thrown(() => decodeToken(token, options), 'INVALID_TOKEN');
