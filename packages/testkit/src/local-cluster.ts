@@ -59,6 +59,9 @@ function baseSettings(replicas: number): Record<string, string | number | boolea
     max_connections: 200,
     shared_buffers: '64MB',
     jit: false,
+    // POSIX segments live in /dev/shm under global names and outlive a SIGKILLed server; mmap files
+    // live in the data directory and go with it.
+    dynamic_shared_memory_type: 'mmap',
     log_min_messages: 'warning',
   };
 }

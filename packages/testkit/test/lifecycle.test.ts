@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -26,19 +26,39 @@ function lines(child: ChildProcess): AsyncIterator<string> {
   return createInterface({ input: child.stdout })[Symbol.asyncIterator]();
 }
 
-async function startHolder(): Promise<{ child: ChildProcess; dir: string; pids: number[]; ports: number[] }> {
+/** POSIX shared-memory segments of PostgreSQL servers: a SIGKILLed server would leave its own behind. */
+function shmSegments(): Set<string> {
+  return existsSync('/dev/shm')
+    ? new Set(readdirSync('/dev/shm').filter((f) => f.startsWith('PostgreSQL.')))
+    : new Set();
+}
+
+async function startHolder(): Promise<{
+  child: ChildProcess;
+  dir: string;
+  pids: number[];
+  ports: number[];
+  segmentsBefore: Set<string>;
+}> {
+  const segmentsBefore = shmSegments();
   const child = runTs('packages/testkit/test/fixtures/hold-cluster.ts');
   const first = await lines(child).next();
   const { dir, ports } = JSON.parse(String(first.value)) as { dir: string; ports: number[] };
   const pids = clusterProcesses(dir);
   expect(pids.length).toBeGreaterThanOrEqual(6);
-  return { child, dir, pids, ports };
+  return { child, dir, pids, ports, segmentsBefore };
 }
 
-async function expectNothingLeft(holder: { dir: string; pids: number[]; ports: number[] }): Promise<void> {
+async function expectNothingLeft(holder: {
+  dir: string;
+  pids: number[];
+  ports: number[];
+  segmentsBefore: Set<string>;
+}): Promise<void> {
   await waitFor('cluster processes to exit', () => holder.pids.every((pid) => !isAlive(pid)));
   await waitFor('cluster directory to be removed', () => !existsSync(holder.dir));
   for (const port of holder.ports) expect(await canListen(port)).toBe(true);
+  expect([...shmSegments()].filter((f) => !holder.segmentsBefore.has(f))).toEqual([]);
 }
 
 describe('an interrupted run', () => {
