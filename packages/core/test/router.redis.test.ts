@@ -24,6 +24,8 @@ function instance(): Router<pg.Pool> {
     primary,
     replicas,
     probeIntervalMs: 100,
+    // Round-robin, so unscoped reads do reach the paused replica (asserted below).
+    balancer: 'round-robin',
     tokenStore: redisTokenStore(redis, { timeoutMs: 250 }),
   });
   routers.push(router);

@@ -17,7 +17,9 @@ beforeAll(async () => {
   cluster = await startCluster({ replicas: 2 });
   await applySchema(cluster);
   await cluster.replicas[0]?.pauseReplay();
-  prisma = fastClient(cluster).prisma;
+  // Round-robin, so the controls below (reads outside a session) really reach the paused replica:
+  // least-connections may keep sequential reads on whichever replica answers faster.
+  prisma = fastClient(cluster, { balancer: 'round-robin' }).prisma;
   await prisma.$lagless.router.ready();
 });
 
