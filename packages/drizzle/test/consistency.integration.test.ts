@@ -1,11 +1,11 @@
 // Read-your-writes and failover through withReplicas(), for both drivers, on a real cluster. A read's
 // server is named by inet_server_port(); a paused replica's stale answer names it too.
-import { type Cluster, startCluster } from '@lagless/testkit';
+import type { Cluster } from '@lagless/testkit';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type LaglessDatabase, type WithReplicasOptions, withReplicas } from '../src/index.js';
-import { type Connected, type Db, drivers } from './drivers.js';
-import { DDL, items, probe } from './schema.js';
+import { type Connected, type Db, drivers, startSchemaCluster } from './drivers.js';
+import { items, probe } from './schema.js';
 
 const port = sql<number>`inet_server_port()`.mapWith(Number);
 const SOAK = process.env.LAGLESS_SOAK === '1';
@@ -31,9 +31,7 @@ describe.each(drivers)('consistency and failover over $name', (driver) => {
   const routed: LaglessDatabase<Db>[] = [];
 
   beforeAll(async () => {
-    cluster = await startCluster({ replicas: 2 });
-    for (const statement of DDL) await cluster.primary.query(statement);
-    await cluster.waitForReplicas();
+    cluster = await startSchemaCluster();
   });
 
   afterEach(async () => {

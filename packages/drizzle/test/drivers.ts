@@ -1,10 +1,12 @@
 // One drizzle database per node for each driver the adapter supports.
+
+import { type Cluster, startCluster } from '@lagless/testkit';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePostgresJs } from 'drizzle-orm/postgres-js';
 import pg from 'pg';
 import postgres from 'postgres';
-import { schema } from './schema.js';
+import { DDL, schema } from './schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 
@@ -42,3 +44,11 @@ export const postgresJs: Driver = {
 };
 
 export const drivers: readonly Driver[] = [nodePostgres, postgresJs];
+
+/** A primary and two replicas with the test schema applied and replicated. */
+export async function startSchemaCluster(): Promise<Cluster> {
+  const cluster = await startCluster({ replicas: 2 });
+  for (const statement of DDL) await cluster.primary.query(statement);
+  await cluster.waitForReplicas();
+  return cluster;
+}

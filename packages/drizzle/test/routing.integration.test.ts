@@ -1,13 +1,13 @@
 // withReplicas() on a real primary with two streaming replicas, for both drivers. The node that ran
 // a statement is always named by the server (inet_server_port()), never by our own counters.
 import { isLaglessError } from '@lagless/core';
-import { type Cluster, startCluster } from '@lagless/testkit';
+import type { Cluster } from '@lagless/testkit';
 import { eq, inArray, is, sql } from 'drizzle-orm';
 import { PgDatabase } from 'drizzle-orm/pg-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type GetReplica, type LaglessDatabase, type WithReplicasOptions, withReplicas } from '../src/index.js';
-import { type Connected, type Db, drivers } from './drivers.js';
-import { DDL, itemCount, items, probe } from './schema.js';
+import { type Connected, type Db, drivers, startSchemaCluster } from './drivers.js';
+import { itemCount, items, probe } from './schema.js';
 
 const port = sql<number>`inet_server_port()`.mapWith(Number);
 
@@ -19,9 +19,7 @@ describe.each(drivers)('withReplicas over $name', (driver) => {
   const routed: LaglessDatabase<Db>[] = [];
 
   beforeAll(async () => {
-    cluster = await startCluster({ replicas: 2 });
-    for (const statement of DDL) await cluster.primary.query(statement);
-    await cluster.waitForReplicas();
+    cluster = await startSchemaCluster();
     primaryPort = cluster.primary.port;
     replicaPorts = new Set(cluster.replicas.map((replica) => replica.port));
   });

@@ -4,7 +4,7 @@ import { isLaglessError } from '@lagless/core';
 import { type Cluster, startCluster } from '@lagless/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readReplicas } from '../src/index.js';
-import { applySchema, bareClient } from './helpers.js';
+import { applySchema, bareClient, computedLabel } from './helpers.js';
 
 let cluster: Cluster;
 const clients: Array<{ $disconnect(): Promise<void> }> = [];
@@ -29,17 +29,6 @@ function dropIn(options: Parameters<typeof readReplicas>[0] = {}) {
   clients.push(prisma);
   return prisma;
 }
-
-const computed = {
-  result: {
-    user: {
-      label: {
-        needs: { name: true, email: true },
-        compute: (u: { name: string; email: string }) => `${u.name} <${u.email}>`,
-      },
-    },
-  },
-} as const;
 
 describe('drop-in path', () => {
   it('routes reads to replicas and writes to the primary', async () => {
@@ -83,7 +72,7 @@ describe('drop-in path', () => {
   });
 
   it('keeps computed fields of an extension applied after readReplicas()', async () => {
-    const prisma = dropIn().$extends(computed);
+    const prisma = dropIn().$extends(computedLabel);
     const users = await prisma.user.findMany({ orderBy: { id: 'asc' } });
     expect(users.map((u) => u.label)).toEqual(['Ada <ada@x>', 'Alan <alan@x>']);
   });

@@ -5,7 +5,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { laglessAdapter, readReplicas } from '../src/index.js';
 import { PrismaClient } from './generated/client.js';
-import { applySchema } from './helpers.js';
+import { applySchema, computedLabel } from './helpers.js';
 
 let cluster: Cluster;
 const clients: Array<{ $disconnect(): Promise<void> }> = [];
@@ -37,21 +37,9 @@ function base() {
   return client;
 }
 
-const computed = {
-  name: 'computed',
-  result: {
-    user: {
-      label: {
-        needs: { name: true, email: true },
-        compute: (u: { name: string; email: string }) => `${u.name} <${u.email}>`,
-      },
-    },
-  },
-} as const;
-
 describe.each([
-  ['computed fields applied before readReplicas()', () => base().$extends(computed).$extends(readReplicas())],
-  ['computed fields applied after readReplicas()', () => base().$extends(readReplicas()).$extends(computed)],
+  ['computed fields applied before readReplicas()', () => base().$extends(computedLabel).$extends(readReplicas())],
+  ['computed fields applied after readReplicas()', () => base().$extends(readReplicas()).$extends(computedLabel)],
 ])('%s', (_name, make) => {
   it('replica results equal the primary’s, computed fields included', async () => {
     const prisma = make();

@@ -42,3 +42,16 @@ export async function eventually(check: () => Promise<boolean> | boolean, ms = 5
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** A result extension adding a computed field, to check replica reads keep other extensions' fields. */
+export const computedLabel = {
+  name: 'computed',
+  result: {
+    user: {
+      label: {
+        needs: { name: true, email: true },
+        compute: (u: { name: string; email: string }) => `${u.name} <${u.email}>`,
+      },
+    },
+  },
+} as const;
