@@ -69,7 +69,7 @@ export async function startDockerCluster(config: DockerClusterConfig): Promise<C
       password: config.password,
       database: config.database,
     });
-    const primary = new Primary('primary', connectionOf(primaryContainer));
+    const primary = new Primary('primary', connectionOf(primaryContainer), { provider: 'docker' });
 
     const names = Array.from({ length: config.replicas }, (_, i) => `replica${i + 1}`);
     const replicaContainers = await Promise.all(

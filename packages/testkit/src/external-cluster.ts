@@ -14,7 +14,7 @@ export interface ExternalClusterConfig {
  * the URLs carry a superuser; process-level ones (stop, kill, freeze) are not ours to do.
  */
 export async function connectExternalCluster(config: ExternalClusterConfig): Promise<Cluster> {
-  const primary = new Primary('primary', parseConnectionUrl(config.primaryUrl));
+  const primary = new Primary('primary', parseConnectionUrl(config.primaryUrl), { provider: 'external' });
   const replicas = config.replicaUrls.map(
     (url, i) =>
       new Replica(`replica${i + 1}`, parseConnectionUrl(url), {

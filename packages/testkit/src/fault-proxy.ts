@@ -10,6 +10,7 @@ import { redactUrl, TestkitError } from './errors.js';
  */
 export type ProxyDirection = 'downstream' | 'upstream' | 'both';
 
+/** The server behind the proxy, as given in options. */
 export interface FaultProxyTarget {
   /** @default '127.0.0.1' */
   host?: string;
@@ -17,10 +18,27 @@ export interface FaultProxyTarget {
   port: number;
 }
 
+/** The server behind the proxy, resolved: what `proxy.target` reports. */
+export interface FaultProxyAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface RetargetOptions {
+  /**
+   * Reset every open connection pair (TCP RST to both sides), as clients see it when a virtual IP
+   * moves to another host. With `false`, open connections keep talking to the old target and only
+   * new ones reach the new target.
+   * @default true
+   */
+  resetExisting?: boolean;
+}
+
 export interface FaultProxyOptions {
   /**
-   * The server to forward to: a host and port, or a `postgres://` URL whose
-   * host and port are used (port 5432 when the URL has none).
+   * The server to forward to: a host and port, or a URL whose host and port
+   * are used: `postgres://` (port 5432 when the URL has none), or any other
+   * scheme with an explicit port (`redis://127.0.0.1:6379`).
    */
   target: FaultProxyTarget | string;
   /**
@@ -45,6 +63,8 @@ export interface FaultProxy extends AsyncDisposable {
   /** Always `127.0.0.1`: the proxy never listens beyond loopback. */
   readonly host: string;
   readonly port: number;
+  /** Where new connections go: the `target` option, or the last `retarget()`. */
+  readonly target: FaultProxyAddress;
   /** Client connections currently open through the proxy. */
   readonly connectionCount: number;
   readonly latencyMs: number;
@@ -66,6 +86,13 @@ export interface FaultProxy extends AsyncDisposable {
   resetConnections(): void;
   /** While `true`, new connections are reset as soon as they are accepted. */
   refuseConnections(refuse: boolean): void;
+  /**
+   * Points the proxy at another server, as when a virtual IP or a DNS name moves to a new host
+   * after a failover: connections accepted from now on go to `target` (validated like the `target`
+   * option; a bad one throws `INVALID_OPTION` and changes nothing). Open connection pairs are reset
+   * unless `options.resetExisting` is `false`. Latency, stall and refusal settings are kept.
+   */
+  retarget(target: FaultProxyTarget | string, options?: RetargetOptions): void;
   /** Resets every connection and stops listening; resolves once the server is closed. */
   close(): Promise<void>;
 }
@@ -90,8 +117,7 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
 }
 
 interface ResolvedOptions {
-  readonly targetHost: string;
-  readonly targetPort: number;
+  readonly target: FaultProxyAddress;
   readonly listenPort: number;
   readonly latencyMs: number;
   readonly direction: ProxyDirection;
@@ -105,9 +131,9 @@ interface ConnectionPair {
 
 class TcpFaultProxy implements FaultProxy {
   readonly #server: Server;
-  readonly #config: ResolvedOptions;
   readonly #port: number;
   readonly #pairs = new Set<ConnectionPair>();
+  #target: FaultProxyAddress;
   #latencyMs: number;
   #direction: ProxyDirection;
   #stalled = false;
@@ -116,7 +142,7 @@ class TcpFaultProxy implements FaultProxy {
 
   constructor(server: Server, config: ResolvedOptions) {
     this.#server = server;
-    this.#config = config;
+    this.#target = config.target;
     this.#latencyMs = config.latencyMs;
     this.#direction = config.direction;
     const address = server.address();
@@ -136,6 +162,10 @@ class TcpFaultProxy implements FaultProxy {
 
   get port(): number {
     return this.#port;
+  }
+
+  get target(): FaultProxyAddress {
+    return this.#target;
   }
 
   get connectionCount(): number {
@@ -197,6 +227,16 @@ class TcpFaultProxy implements FaultProxy {
     this.#refusing = refuse;
   }
 
+  retarget(target: FaultProxyTarget | string, options: RetargetOptions = {}): void {
+    if (typeof options !== 'object' || options === null) {
+      throw invalidOption('retarget options', options, 'an object');
+    }
+    const { resetExisting = true } = options;
+    if (typeof resetExisting !== 'boolean') throw invalidOption('resetExisting', resetExisting, 'a boolean');
+    this.#target = resolveTarget(target);
+    if (resetExisting) this.resetConnections();
+  }
+
   close(): Promise<void> {
     this.#closed ??= new Promise<void>((resolve) => {
       this.#refusing = true;
@@ -227,11 +267,7 @@ class TcpFaultProxy implements FaultProxy {
       resetSocket(client);
       return;
     }
-    const upstream = connect({
-      host: this.#config.targetHost,
-      port: this.#config.targetPort,
-      allowHalfOpen: true,
-    });
+    const upstream = connect({ host: this.#target.host, port: this.#target.port, allowHalfOpen: true });
     upstream.on('error', () => {});
     // Nagle's algorithm would add its own delay on top of the one asked for.
     client.setNoDelay(true);
@@ -409,32 +445,35 @@ function resolveOptions(options: FaultProxyOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
     throw invalidOption('options', options, 'an object');
   }
-  const { host, port } = resolveTarget(options.target);
   return Object.freeze({
-    targetHost: host,
-    targetPort: port,
+    target: resolveTarget(options.target),
     listenPort: options.listenPort === undefined ? 0 : validatePort(options.listenPort, 'listenPort', 0),
     latencyMs: options.latencyMs === undefined ? 0 : validateLatency(options.latencyMs, 'latencyMs'),
     direction: options.direction === undefined ? 'downstream' : validateDirection(options.direction, 'direction'),
   });
 }
 
-function resolveTarget(target: FaultProxyOptions['target']): { host: string; port: number } {
+function resolveTarget(target: FaultProxyOptions['target']): FaultProxyAddress {
   if (typeof target === 'string') {
-    const url = parsePostgresUrl(target, 'target');
-    return {
+    const url = URL.canParse(target) ? new URL(target) : undefined;
+    const isPostgres = url?.protocol === 'postgres:' || url?.protocol === 'postgresql:';
+    // Only PostgreSQL has a port we may assume; for any other scheme the URL must say.
+    if (url === undefined || (!isPostgres && url.port === '')) {
+      throw invalidOption('target', redactUrl(target), 'a postgres:// URL, or a URL with a host and an explicit port');
+    }
+    return Object.freeze({
       // WHATWG URLs keep IPv6 brackets, which net.connect() does not accept.
       host: url.hostname.replace(/^\[(.*)\]$/, '$1') || DEFAULT_TARGET_HOST,
       port: url.port === '' ? DEFAULT_POSTGRES_PORT : Number(url.port),
-    };
+    });
   }
   if (typeof target !== 'object' || target === null) {
-    throw invalidOption('target', target, 'a { host?, port } object or a postgres:// URL');
+    throw invalidOption('target', target, 'a { host?, port } object or a URL');
   }
   if (target.host !== undefined && (typeof target.host !== 'string' || target.host === '')) {
     throw invalidOption('target.host', target.host, 'a non-empty string');
   }
-  return { host: target.host ?? DEFAULT_TARGET_HOST, port: validatePort(target.port, 'target.port', 1) };
+  return Object.freeze({ host: target.host ?? DEFAULT_TARGET_HOST, port: validatePort(target.port, 'target.port', 1) });
 }
 
 function parsePostgresUrl(value: string, option: string): URL {

@@ -17,7 +17,7 @@ import type { NodeConnection } from './admin-client.js';
 import { withAdminClient } from './admin-client.js';
 import type { PostgresBinaries } from './binaries.js';
 import { OWNER_FILE, sweepStaleClusters, track, untrack } from './cleanup.js';
-import type { Cluster, ReplicaProcessControl } from './cluster.js';
+import type { Cluster, NodeProcessControl } from './cluster.js';
 import { TestkitError } from './errors.js';
 import { Primary, Replica, waitForReplicas } from './nodes.js';
 import type { OsUser } from './os-user.js';
@@ -169,9 +169,10 @@ export async function startLocalCluster(config: LocalClusterConfig): Promise<Clu
   const stopAll = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    // Replicas first, so the primary's walsenders are not waiting on them during its shutdown.
+    // Replicas first, so the primary's walsenders are not waiting on them during its shutdown. Each
+    // stop() thaws a frozen server first and is a no-op on a stopped or killed one.
     const [primaryServer, ...replicaServers] = tracked.servers;
-    await Promise.allSettled(replicaServers.map((s) => s.stop()));
+    await Promise.allSettled(replicaServers.map((s) => s.stop().catch(() => s.kill())));
     await primaryServer?.stop().catch(() => primaryServer.kill());
     rmSync(dir, { recursive: true, force: true });
     untrack(tracked);
@@ -262,7 +263,10 @@ export async function startLocalCluster(config: LocalClusterConfig): Promise<Clu
     await Promise.all(replicaServers.map(startFresh));
 
     phase('start all');
-    const primary = new Primary('primary', connectionTo(primaryServer));
+    const primary = new Primary('primary', connectionTo(primaryServer), {
+      control: processControl(primaryServer, config.startTimeoutMs),
+      provider: binaries.provider,
+    });
     const replicas = replicaServers.map(
       (server) =>
         new Replica(server.spec.name, connectionTo(server), {
@@ -298,7 +302,7 @@ export async function startLocalCluster(config: LocalClusterConfig): Promise<Clu
   }
 }
 
-function processControl(server: PostgresServer, startTimeoutMs: number): ReplicaProcessControl {
+function processControl(server: PostgresServer, startTimeoutMs: number): NodeProcessControl {
   return {
     get state() {
       return server.state;

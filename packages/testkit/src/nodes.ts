@@ -1,6 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type AdminQueryOptions, adminQuery, connectionUrl, type NodeConnection } from './admin-client.js';
-import type { ClusterNode, PrimaryNode, ReplicaNode, ReplicaProcessControl, ReplicaState } from './cluster.js';
+import type {
+  ClusterNode,
+  NodeProcessControl,
+  NodeState,
+  PrimaryNode,
+  PromoteOptions,
+  ReplicaNode,
+} from './cluster.js';
 import { TestkitError } from './errors.js';
 
 const POLL_MS = 10;
@@ -46,14 +53,67 @@ abstract class SqlNode implements ClusterNode {
     return adminQuery<R>(this.connection, sql, params, options);
   }
 
-  async queryValue<T>(sql: string, params: readonly unknown[] = []): Promise<T> {
-    const [row] = await this.query(sql, params);
+  async queryValue<T>(sql: string, params: readonly unknown[] = [], options: AdminQueryOptions = {}): Promise<T> {
+    const [row] = await this.query(sql, params, options);
     return (row ? Object.values(row)[0] : undefined) as T;
   }
 }
 
-export class Primary extends SqlNode implements PrimaryNode {
+/** Options every node class takes: process control exists only for providers that own the processes. */
+interface NodeOptions {
+  readonly control?: NodeProcessControl | undefined;
+  /** Named in the UNSUPPORTED error when there is no control. */
+  readonly provider: string;
+}
+
+/** A node whose server process the provider may own; without a control, process faults are refused. */
+abstract class ControlledNode extends SqlNode {
+  readonly #control: NodeProcessControl | undefined;
+  readonly #provider: string;
+
+  constructor(name: string, connection: NodeConnection, options: NodeOptions) {
+    super(name, connection);
+    this.#control = options.control;
+    this.#provider = options.provider;
+  }
+
+  get state(): NodeState {
+    return this.#control?.state ?? 'running';
+  }
+
+  protected control(operation: string): NodeProcessControl {
+    if (!this.#control) {
+      throw new TestkitError(
+        'UNSUPPORTED',
+        `${this.name}.${operation}() is not available with the ${this.#provider} provider`,
+      );
+    }
+    return this.#control;
+  }
+
+  async stop(): Promise<void> {
+    await this.control('stop').stop();
+  }
+
+  async kill(): Promise<void> {
+    await this.control('kill').kill();
+  }
+
+  async freeze(): Promise<void> {
+    await this.control('freeze').freeze();
+  }
+
+  async thaw(): Promise<void> {
+    await this.control('thaw').thaw();
+  }
+}
+
+export class Primary extends ControlledNode implements PrimaryNode {
   readonly role = 'primary' as const;
+
+  async start(): Promise<void> {
+    await this.control('start').start();
+  }
 
   currentWalLsn(): Promise<string> {
     return this.queryValue<string>('SELECT pg_current_wal_insert_lsn()::text');
@@ -81,27 +141,25 @@ export class Primary extends SqlNode implements PrimaryNode {
   }
 }
 
-export class Replica extends SqlNode implements ReplicaNode {
+export class Replica extends ControlledNode implements ReplicaNode {
   readonly role = 'replica' as const;
   readonly #primary: Primary;
-  readonly #control: ReplicaProcessControl | undefined;
   readonly #startTimeoutMs: number;
-  readonly #provider: string;
+  #promoted = false;
+  #promoting: Promise<void> | undefined;
 
   constructor(
     name: string,
     connection: NodeConnection,
-    options: { primary: Primary; control?: ReplicaProcessControl; startTimeoutMs: number; provider: string },
+    options: NodeOptions & { readonly primary: Primary; readonly startTimeoutMs: number },
   ) {
-    super(name, connection);
+    super(name, connection, options);
     this.#primary = options.primary;
-    this.#control = options.control;
     this.#startTimeoutMs = options.startTimeoutMs;
-    this.#provider = options.provider;
   }
 
-  get state(): ReplicaState {
-    return this.#control?.state ?? 'running';
+  get promoted(): boolean {
+    return this.#promoted;
   }
 
   replayLsn(): Promise<string | null> {
@@ -152,48 +210,63 @@ export class Replica extends SqlNode implements ReplicaNode {
     }
   }
 
-  #requireControl(operation: string): ReplicaProcessControl {
-    if (!this.#control) {
-      throw new TestkitError(
-        'UNSUPPORTED',
-        `${this.name}.${operation}() is not available with the ${this.#provider} provider`,
+  async start(): Promise<void> {
+    await this.control('start').start();
+    if (!this.#promoted) await this.#primary.waitUntilStreaming([this.name], this.#startTimeoutMs);
+  }
+
+  promote(options: PromoteOptions = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      return Promise.reject(
+        new TestkitError('INVALID_OPTION', `promote: timeoutMs must be a positive number, received ${timeoutMs}`),
       );
     }
-    return this.#control;
+    if (this.#promoted) return Promise.resolve();
+    // A second call while the first runs would make pg_promote() fail with "recovery is not in progress".
+    this.#promoting ??= this.#promote(timeoutMs).finally(() => {
+      this.#promoting = undefined;
+    });
+    return this.#promoting;
   }
 
-  async stop(): Promise<void> {
-    await this.#requireControl('stop').stop();
-  }
-
-  async start(): Promise<void> {
-    await this.#requireControl('start').start();
-    await this.#primary.waitUntilStreaming([this.name], this.#startTimeoutMs);
-  }
-
-  async kill(): Promise<void> {
-    await this.#requireControl('kill').kill();
-  }
-
-  async freeze(): Promise<void> {
-    await this.#requireControl('freeze').freeze();
-  }
-
-  async thaw(): Promise<void> {
-    await this.#requireControl('thaw').thaw();
+  async #promote(timeoutMs: number): Promise<void> {
+    if (this.state !== 'running') {
+      throw new TestkitError('NOT_RUNNING', `${this.name}.promote(): the replica is ${this.state}`);
+    }
+    if (await this.queryValue<boolean>('SELECT pg_is_in_recovery()')) {
+      const seconds = Math.ceil(timeoutMs / 1000);
+      // The session waits inside pg_promote(): the query itself must be allowed to outlast it.
+      const done = await this.queryValue<boolean>('SELECT pg_promote(true, $1)', [seconds], {
+        timeoutMs: seconds * 1000 + 5_000,
+      });
+      if (!done) throw new TestkitError('TIMEOUT', `${this.name} was not promoted within ${seconds} s`);
+    }
+    // Checked on a fresh session: that is what the next client of this node will see.
+    if (await this.queryValue<boolean>('SELECT pg_is_in_recovery()')) {
+      throw new TestkitError('START_FAILED', `${this.name} is still in recovery after pg_promote()`);
+    }
+    this.#promoted = true;
   }
 }
 
-/** Shared by every provider: wait until each running, unpaused replica has replayed the primary's position. */
+/**
+ * Shared by every provider: wait until each running, unpaused, unpromoted replica has replayed the
+ * primary's position.
+ */
 export async function waitForReplicas(
   primary: Primary,
   replicas: readonly Replica[],
   timeoutMs: number,
 ): Promise<void> {
+  if (primary.state !== 'running') {
+    throw new TestkitError('NOT_RUNNING', `waitForReplicas(): the primary is ${primary.state}`);
+  }
   const lsn = await primary.currentWalLsn();
   const active: Replica[] = [];
   for (const replica of replicas) {
-    if (replica.state !== 'running') continue;
+    // A promoted replica has its own timeline: the primary's LSNs say nothing about it.
+    if (replica.state !== 'running' || replica.promoted) continue;
     const paused = await replica.queryValue<string>('SELECT pg_get_wal_replay_pause_state()');
     if (paused === 'not paused') active.push(replica);
   }

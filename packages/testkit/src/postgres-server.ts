@@ -91,8 +91,10 @@ export class PostgresServer {
       }
       if (existsSync(pidFile)) {
         // Line 8 of postmaster.pid is the postmaster's status ("ready" or "standby" once it takes connections).
-        const status = readFileSync(pidFile, 'utf8').split('\n')[7]?.trim();
-        if (status === 'ready' || status === 'standby') return;
+        // A killed postmaster leaves its file behind, saying "ready": only our child's own file counts.
+        const lines = readFileSync(pidFile, 'utf8').split('\n');
+        const status = lines[7]?.trim();
+        if (Number(lines[0]) === child.pid && (status === 'ready' || status === 'standby')) return;
       }
       await sleep(POLL_MS);
     }

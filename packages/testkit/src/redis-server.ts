@@ -41,7 +41,10 @@ const LOG_LINES = 25;
 // A port picked by freePort() may be taken by someone else before the server binds it.
 const PORT_ATTEMPTS = 3;
 
-/** Starts a throwaway redis-server on loopback: no persistence, no password, gone when the process exits. */
+/**
+ * Starts a throwaway redis-server on loopback: no persistence, so a server restarted after `stop()`
+ * or `kill()` comes back empty; no password; gone when the process exits.
+ */
 export async function startRedis(options: StartRedisOptions = {}): Promise<RedisServer> {
   const { port, binary, startTimeoutMs = DEFAULT_START_TIMEOUT_MS } = options;
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65_535)) {
@@ -50,21 +53,40 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
       `Invalid option port: expected an integer from 1 to 65535, received ${port}`,
     );
   }
+  validateStartTimeout(startTimeoutMs);
+  const executable = resolveRedisBinary(binary);
+  return startOnFreshPorts(
+    async () => new LocalRedisServer(executable, port ?? (await freePort()), startTimeoutMs),
+    port === undefined,
+  );
+}
+
+/** Throws INVALID_OPTION unless `startTimeoutMs` is a positive, finite number. */
+export function validateStartTimeout(startTimeoutMs: unknown): void {
   if (typeof startTimeoutMs !== 'number' || !Number.isFinite(startTimeoutMs) || startTimeoutMs <= 0) {
     throw new TestkitError(
       'INVALID_OPTION',
       `Invalid option startTimeoutMs: expected a positive number, received ${String(startTimeoutMs)}`,
     );
   }
-  const executable = resolveRedisBinary(binary);
+}
+
+/**
+ * Starts the server `create` makes; when `retry` and a port it picked was taken between probe and
+ * bind, starts a new one from `create` (which picks new ports).
+ */
+export async function startOnFreshPorts(
+  create: () => Promise<LocalRedisServer>,
+  retry: boolean,
+): Promise<LocalRedisServer> {
   for (let attempt = 1; ; attempt++) {
-    const server = new LocalRedisServer(executable, port ?? (await freePort()), startTimeoutMs);
+    const server = await create();
     try {
       await server.start();
       return server;
     } catch (error) {
       const portTaken = error instanceof TestkitError && /address already in use/i.test(error.message);
-      if (port !== undefined || !portTaken || attempt >= PORT_ATTEMPTS) throw error;
+      if (!retry || !portTaken || attempt >= PORT_ATTEMPTS) throw error;
     }
   }
 }
@@ -105,20 +127,34 @@ function killRunningSync(): void {
   running.clear();
 }
 
-class LocalRedisServer implements RedisServer {
+/** Where and how a server runs beyond its port: extra arguments, and the directory it may write to. */
+export interface RedisLaunchOptions {
+  /** Appended to the arguments every server gets (port, loopback bind, no persistence). */
+  readonly args?: readonly string[];
+  /** @default the OS temp directory (nothing is written there without persistence) */
+  readonly cwd?: string;
+}
+
+export class LocalRedisServer implements RedisServer {
   readonly url: string;
   readonly port: number;
   readonly #binary: string;
   readonly #startTimeoutMs: number;
+  readonly #launch: RedisLaunchOptions;
   #child: ChildProcess | undefined;
   #exit: Promise<void> | undefined;
   #log: string[] = [];
 
-  constructor(binary: string, port: number, startTimeoutMs: number) {
+  constructor(binary: string, port: number, startTimeoutMs: number, launch: RedisLaunchOptions = {}) {
     this.#binary = binary;
     this.port = port;
     this.url = `redis://${HOST}:${port}`;
     this.#startTimeoutMs = startTimeoutMs;
+    this.#launch = launch;
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined;
   }
 
   async start(): Promise<void> {
@@ -129,9 +165,12 @@ class LocalRedisServer implements RedisServer {
     }
     this.#log = [];
     // `--save ''` is one empty argument: no snapshots, so nothing is ever written to the cwd.
-    const args = ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no'];
+    const args = [
+      ...['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no'],
+      ...(this.#launch.args ?? []),
+    ];
     const child = spawn(this.#binary, args, {
-      cwd: tmpdir(),
+      cwd: this.#launch.cwd ?? tmpdir(),
       detached: false,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: serverEnv(),
@@ -190,6 +229,11 @@ class LocalRedisServer implements RedisServer {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
+  }
+
+  /** SIGKILL without waiting, for exit handlers. */
+  killSync(): void {
+    if (this.#child?.pid !== undefined) signalAll([this.#child.pid], 'SIGKILL');
   }
 
   async #signal(signal: NodeJS.Signals, timeoutMs: number): Promise<void> {

@@ -28,6 +28,13 @@ describe.each(providers)('cluster on %s binaries', (provider) => {
     return id;
   };
 
+  const streamingNames = async (): Promise<string[]> =>
+    (
+      await cluster.primary.query<{ application_name: string }>(
+        "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1",
+      )
+    ).map((row) => row.application_name);
+
   beforeAll(async () => {
     cluster = await startCluster({ provider, replicas: 2 });
     await cluster.primary.query('CREATE TABLE notes (id int PRIMARY KEY, note text NOT NULL)');
@@ -106,6 +113,7 @@ describe.each(providers)('cluster on %s binaries', (provider) => {
     await replica.kill();
     expect(replica.state).toBe('stopped');
     await expect(replica.query('SELECT 1', [], { timeoutMs: 2000 })).rejects.toThrow(/ECONNREFUSED/);
+    await expect(replica.promote()).rejects.toMatchObject({ code: 'NOT_RUNNING' });
     expect(clusterProcesses(cluster.dir).length).toBeLessThan(before);
     const id = await insert('while down');
     await replica.start();
@@ -149,6 +157,98 @@ describe.each(providers)('cluster on %s binaries', (provider) => {
     await cluster.waitForReplicas();
     for (const replica of cluster.replicas) expect(await rowOn(replica, id)).toBe('wait for all');
   });
+
+  it('restarts a killed primary on the same port; replicas reconnect and replay writes made after', async () => {
+    const { primary } = cluster;
+    const { port, url } = primary;
+    await primary.kill();
+    expect(primary.state).toBe('stopped');
+    await expect(primary.query('SELECT 1', [], { timeoutMs: 2000 })).rejects.toThrow(/ECONNREFUSED/);
+    await expect(cluster.waitForReplicas()).rejects.toMatchObject({ code: 'NOT_RUNNING' });
+    await primary.start();
+    expect(primary.state).toBe('running');
+    expect(primary.url).toBe(url);
+    expect(await primary.query('SELECT inet_server_port() AS port')).toEqual([{ port }]);
+    const id = await insert('after the primary crashed');
+    for (const replica of cluster.replicas) {
+      expect(await waitFor(`row on ${replica.name}`, () => rowOn(replica, id))).toBe('after the primary crashed');
+    }
+    await waitFor('both replicas streaming', async () => (await streamingNames()).length === 2);
+  });
+
+  it('stops and starts the primary cleanly', async () => {
+    const { primary } = cluster;
+    await primary.stop();
+    expect(primary.state).toBe('stopped');
+    await expect(primary.query('SELECT 1', [], { timeoutMs: 2000 })).rejects.toThrow(/ECONNREFUSED/);
+    await primary.stop(); // no-op when stopped
+    await primary.start();
+    const id = await insert('after a clean primary restart');
+    await cluster.waitForReplicas();
+    for (const replica of cluster.replicas) expect(await rowOn(replica, id)).toBe('after a clean primary restart');
+  });
+
+  it('makes queries to a frozen primary time out, and recovers on thaw', async () => {
+    const { primary } = cluster;
+    const open = await connect(primary.url, { query_timeout: 500 });
+    try {
+      await primary.freeze();
+      expect(primary.state).toBe('frozen');
+      await expect(open.query('SELECT 1')).rejects.toThrow(/timeout/i);
+      await expect(connect(primary.url, { connectionTimeoutMillis: 500 })).rejects.toThrow(/timeout/i);
+    } finally {
+      await primary.thaw();
+      await open.end().catch(() => {});
+    }
+    expect(primary.state).toBe('running');
+    const id = await insert('after thaw');
+    await cluster.waitForReplicas();
+    for (const replica of cluster.replicas) expect(await rowOn(replica, id)).toBe('after thaw');
+  });
+
+  it('promotes a replica after the primary died: it takes writes, and stays a primary across a restart', async () => {
+    const [promoted, follower] = cluster.replicas;
+    if (!promoted || !follower) throw new Error('two replicas expected');
+    const before = await insert('before failover');
+    await cluster.waitForReplicas();
+    await cluster.primary.kill();
+    await expect(promoted.promote({ timeoutMs: 0 })).rejects.toMatchObject({ code: 'INVALID_OPTION' });
+    await promoted.promote();
+    expect(promoted.promoted).toBe(true);
+    expect(follower.promoted).toBe(false);
+    expect(await promoted.query('SELECT pg_is_in_recovery() AS recovery')).toEqual([{ recovery: false }]);
+    const after = nextId++;
+    await promoted.query('INSERT INTO notes (id, note) VALUES ($1, $2)', [after, 'on the new primary']);
+    expect(await rowOn(promoted, after)).toBe('on the new primary');
+    expect(await rowOn(promoted, before)).toBe('before failover');
+    await promoted.promote(); // already promoted: resolves at once
+
+    // No standby.signal comes back: it restarts as a primary, without waiting to stream from anyone.
+    await promoted.stop();
+    await promoted.start();
+    expect(await promoted.query('SELECT pg_is_in_recovery() AS recovery')).toEqual([{ recovery: false }]);
+
+    // The old primary comes back with the other replica still following it; waitForReplicas() must
+    // not wait for the promoted node, whose timeline has left the primary's.
+    await cluster.primary.start();
+    const id = await insert('old primary again');
+    await cluster.waitForReplicas({ timeoutMs: 5_000 });
+    expect(await rowOn(follower, id)).toBe('old primary again');
+    expect(await rowOn(promoted, id)).toBeUndefined();
+  });
+
+  it('stop() leaves nothing behind with the primary killed and a replica promoted', async () => {
+    const dir = cluster.dir;
+    if (!dir) throw new Error('a local cluster has a directory');
+    await cluster.primary.kill();
+    const pids = clusterProcesses(dir);
+    expect(pids.length).toBeGreaterThan(0);
+    const ports = [cluster.primary.port, ...cluster.replicas.map((r) => r.port)];
+    await cluster.stop();
+    expect(pids.filter(isAlive)).toEqual([]);
+    expect(existsSync(dir)).toBe(false);
+    for (const port of ports) expect(await canListen(port)).toBe(true);
+  });
 });
 
 describe.each(providers)('stop() on %s binaries', (provider) => {
@@ -160,7 +260,9 @@ describe.each(providers)('stop() on %s binaries', (provider) => {
     // postmaster + its auxiliary processes, for each of the two servers
     expect(pids.length).toBeGreaterThanOrEqual(6);
     const ports = [cluster.primary.port, ...cluster.replicas.map((r) => r.port)];
-    await cluster.replicas[0]?.freeze(); // stop() must cope with a frozen replica too
+    // stop() must cope with frozen servers too
+    await cluster.replicas[0]?.freeze();
+    await cluster.primary.freeze();
     await cluster.stop();
     expect(pids.filter(isAlive)).toEqual([]);
     expect(existsSync(dir)).toBe(false);

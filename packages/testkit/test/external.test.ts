@@ -34,9 +34,15 @@ describe('external provider (an existing cluster given by URLs)', () => {
     await waitFor('row after resume', async () => (await replica.query('SELECT * FROM ext')).length === 1);
   });
 
-  it('refuses process-level faults with UNSUPPORTED', async () => {
+  it('refuses process-level faults with UNSUPPORTED, on replicas and on the primary', async () => {
     await expect(external.replicas[0]?.kill()).rejects.toMatchObject({ code: 'UNSUPPORTED' });
     await expect(external.replicas[0]?.freeze()).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    const { primary } = external;
+    for (const fault of [primary.stop, primary.start, primary.kill, primary.freeze, primary.thaw]) {
+      await expect(fault.call(primary)).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    }
+    expect(primary.state).toBe('running');
+    expect(await local.primary.query('SELECT 1 AS up')).toEqual([{ up: 1 }]);
   });
 
   it('refuses a primary given as a replica, with the password redacted', async () => {

@@ -23,6 +23,17 @@ function databaseUrl(): string {
   return postgres.primary.url;
 }
 
+/** A second server to retarget to: the replica answers `inet_server_port()` like any server. */
+function otherServer(): { url: string; port: number } {
+  const replica = postgres?.replicas[0];
+  if (replica === undefined) throw new Error('postgres fixture has no replica');
+  return replica;
+}
+
+async function serverPort(client: pg.Client): Promise<number> {
+  return (await client.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]?.port ?? -1;
+}
+
 async function proxy(options: Partial<FaultProxyOptions> = {}): Promise<FaultProxy> {
   const created = await createFaultProxy({ target: databaseUrl(), ...options });
   proxies.push(created);
@@ -55,7 +66,7 @@ async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void
 
 describe('fault proxy against PostgreSQL', () => {
   beforeAll(async () => {
-    postgres = await startCluster({ replicas: 0 });
+    postgres = await startCluster({ replicas: 1 });
   }, 60_000);
 
   afterAll(async () => {
@@ -133,6 +144,37 @@ describe('fault proxy against PostgreSQL', () => {
     through.refuseConnections(false);
     const { client } = await connectClient(through);
     expect((await client.query<{ ok: number }>('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+  });
+
+  it('retarget() sends new connections to the new server and resets the open ones', async () => {
+    const primaryPort = postgres?.primary.port;
+    const other = otherServer();
+    const through = await proxy();
+    expect(through.target).toEqual({ host: '127.0.0.1', port: primaryPort });
+    const { client: old, errors } = await connectClient(through);
+    expect(await serverPort(old)).toBe(primaryPort);
+
+    const failed = once(old, 'error');
+    through.retarget(other.url);
+    await failed;
+    expect(errors.length).toBeGreaterThan(0);
+    await expect(old.query('SELECT 1')).rejects.toThrow();
+    expect(through.target).toEqual({ host: '127.0.0.1', port: other.port });
+
+    const { client: fresh } = await connectClient(through);
+    expect(await serverPort(fresh)).toBe(other.port);
+  });
+
+  it('retarget() with resetExisting: false leaves open connections on the old server', async () => {
+    const primaryPort = postgres?.primary.port;
+    const other = otherServer();
+    const through = await proxy();
+    const { client: old, errors } = await connectClient(through);
+    through.retarget({ port: other.port }, { resetExisting: false });
+    const { client: fresh } = await connectClient(through);
+    expect(await serverPort(fresh)).toBe(other.port);
+    expect(await serverPort(old)).toBe(primaryPort);
+    expect(errors).toEqual([]);
   });
 
   it('close() drops open connections and frees the port', async () => {
@@ -247,7 +289,7 @@ describe('fault proxy without PostgreSQL', () => {
     ['fractional listen port', { target: { port: 5432 }, listenPort: 1.5 }, 'listenPort'],
     ['zero target port', { target: { port: 0 } }, 'target.port'],
     ['unparsable target URL', { target: 'not a url' }, 'target'],
-    ['non-postgres target URL', { target: 'http://127.0.0.1:5432/' }, 'target'],
+    ['non-postgres target URL without a port', { target: 'http://127.0.0.1/' }, 'target'],
     ['unknown direction', { target: { port: 5432 }, direction: 'sideways' as never }, 'direction'],
   ])('rejects %s with INVALID_OPTION', async (_name, options, option) => {
     const error: unknown = await createFaultProxy(options).then(
@@ -267,6 +309,41 @@ describe('fault proxy without PostgreSQL', () => {
     await expect(createFaultProxy({ target: 'mysql://u:hunter2@h/db' })).rejects.toThrow(
       expect.objectContaining({ message: expect.not.stringContaining('hunter2') }),
     );
+  });
+
+  it('takes a URL of any scheme that names a port', async () => {
+    const through = await proxy({ target: `redis://127.0.0.1:${echoPort}` });
+    expect(through.target).toEqual({ host: '127.0.0.1', port: echoPort });
+    const { socket, received } = await echoClient(through);
+    socket.write('ping');
+    await until(() => received().length === 4);
+    socket.destroy();
+  });
+
+  it('validates retarget() like the target option, and a rejected target changes nothing', async () => {
+    const through = await proxy({ target: { port: echoPort } });
+    const bad: unknown[] = [
+      'not a url',
+      'http://127.0.0.1/',
+      'mysql://u:hunter2@h/db',
+      { port: 0 },
+      { port: 1, host: '' },
+    ];
+    for (const target of bad) {
+      expect(() => through.retarget(target as string)).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    }
+    expect(() => through.retarget({ port: 1 }, { resetExisting: 'no' as never })).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTION', message: expect.stringContaining('resetExisting') }),
+    );
+    expect(() => through.retarget('mysql://u:hunter2@h/db')).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('hunter2') }),
+    );
+    expect(through.target).toEqual({ host: '127.0.0.1', port: echoPort });
+
+    through.retarget('postgresql://bob@[::1]/app');
+    expect(through.target).toEqual({ host: '::1', port: 5432 });
+    through.retarget({ host: 'localhost', port: 6379 });
+    expect(through.target).toEqual({ host: 'localhost', port: 6379 });
   });
 
   it('validates setLatency() arguments synchronously', async () => {

@@ -107,6 +107,20 @@ describe('startRedis', () => {
     await server.kill();
   });
 
+  it('comes back empty after kill() or stop() and start(): nothing persists', async () => {
+    const server = await started();
+    expect(await command(server.port, 'SET survivor yes')).toBe('+OK');
+    await server.kill();
+    await server.start();
+    expect(await command(server.port, 'EXISTS survivor')).toBe(':0');
+    expect(await command(server.port, 'DBSIZE')).toBe(':0');
+
+    expect(await command(server.port, 'SET survivor yes')).toBe('+OK');
+    await server.stop();
+    await server.start();
+    expect(await command(server.port, 'DBSIZE')).toBe(':0');
+  });
+
   it('is idempotent on start while running', async () => {
     const server = await started();
     await server.start();
