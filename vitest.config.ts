@@ -16,6 +16,10 @@ export default defineConfig({
         replacement: fileURLToPath(new URL('./packages/core/src/http.ts', import.meta.url)),
       },
       {
+        find: /^@lagless\/core\/pg$/,
+        replacement: fileURLToPath(new URL('./packages/core/src/pg.ts', import.meta.url)),
+      },
+      {
         find: /^@lagless\/core\/redis$/,
         replacement: fileURLToPath(new URL('./packages/core/src/redis.ts', import.meta.url)),
       },

@@ -16,6 +16,7 @@ const expectedExports: Record<string, string[]> = {
   '@lagless/core': ['createRouter', 'Router', 'LaglessError', 'isLaglessError', 'parseLsn', 'MemoryTokenStore'],
   '@lagless/core/redis': ['redisTokenStore'],
   '@lagless/core/http': ['withTokenScope', 'tokenMiddleware', 'readToken', 'TOKEN_HEADER'],
+  '@lagless/core/pg': ['pgNode'],
   '@lagless/drizzle': ['withReplicas'],
   '@lagless/prisma': ['laglessAdapter', 'readReplicas', 'isLaglessAdapter'],
   '@lagless/testkit': ['startCluster', 'createFaultProxy', 'startRedis', 'TestkitError'],

@@ -1,4 +1,4 @@
-import { LaglessError, showValue } from './errors.js';
+import { invalidOption, LaglessError } from './errors.js';
 
 /** Capped exponential backoff with jitter, e.g. between probes of a replica that is down. */
 export interface BackoffOptions {
@@ -98,11 +98,4 @@ export function backoffDelay(attempt: number, options: BackoffOptions, random: (
 
 function isFiniteNumber(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(value);
-}
-
-function invalidOption(option: string, expected: string, received: unknown): LaglessError {
-  const shown = showValue(received);
-  return new LaglessError('INVALID_OPTION', `Invalid option ${option}: expected ${expected}, received ${shown}`, {
-    context: { option, received: shown },
-  });
 }

@@ -1,4 +1,4 @@
-import { LaglessError, showValue } from './errors.js';
+import { invalidOption, LaglessError, showValue } from './errors.js';
 
 /** What a balancer sees of one replica. The pool owns these objects and updates them in place. */
 export interface BalancerCandidate {
@@ -314,15 +314,5 @@ function notACandidate(chosen: unknown, candidates: readonly BalancerCandidate[]
     'INVALID_OPTION',
     `The balancer function returned ${showValue(chosen)}, which is not one of the candidates [${names.join(', ')}]${hint}`,
     { context: { option: 'balancer', returned: showValue(chosen), candidates: names } },
-  );
-}
-
-function invalidOption(option: string, expected: string, received: unknown): LaglessError {
-  return new LaglessError(
-    'INVALID_OPTION',
-    `Invalid option ${option}: expected ${expected}, received ${showValue(received)}`,
-    {
-      context: { option, received: showValue(received) },
-    },
   );
 }

@@ -1,3 +1,5 @@
+import { redactSecrets } from './errors.js';
+
 /**
  * Telling a node that cannot be reached apart from a query that failed on it: the first is retried
  * elsewhere and ejects the node, the second reaches the caller unchanged.
@@ -87,6 +89,58 @@ export function isRecoveryConflict(error: unknown): boolean {
     ) {
       return true;
     }
+  }
+  return false;
+}
+
+/** What went wrong on a node, in one line: the server's or the driver's code, and its message. */
+export interface FailureDescription {
+  /** SQLSTATE (`28P01`), errno (`ECONNREFUSED`), or driver code (`P1001`); undefined when none is given. */
+  readonly code: string | undefined;
+  /** The most specific message found, passwords redacted. */
+  readonly message: string;
+}
+
+/**
+ * Finds the code and message worth showing in an error chain: ORMs wrap the driver's error (Prisma's
+ * driver adapters keep it as `originalCode` / `originalMessage`), and a wrapper's own message often
+ * says only "AuthenticationFailed".
+ */
+export function describeFailure(error: unknown): FailureDescription {
+  let code: string | undefined;
+  let message: string | undefined;
+  for (const record of errorChain(error)) {
+    const own =
+      sqlState(record) ?? (typeof record.code === 'string' && record.code.length > 0 ? record.code : undefined);
+    if (code === undefined && own !== undefined) code = own;
+    const text =
+      typeof record.originalMessage === 'string'
+        ? record.originalMessage
+        : typeof record.message === 'string' && record.message.length > 0
+          ? record.message
+          : undefined;
+    // The innermost message with a code is the server's own words; keep looking until one has both.
+    if (text !== undefined && (message === undefined || own !== undefined)) message = text;
+    if (code !== undefined && own !== undefined && message === text) break;
+  }
+  if (message === undefined) message = typeof error === 'string' ? error : String(error);
+  return { code, message: redactSecrets(message.split('\n', 1)[0] ?? message) };
+}
+
+// Failures to open a connection: a statement that meets one was never sent.
+const NOT_CONNECTED_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'P1001']);
+const NOT_CONNECTED_STATES = new Set(['57P03', '28P01', '28000', '53300', '3D000']);
+
+/**
+ * True when `error` says the connection was never established, so the statement cannot have run:
+ * a write that failed so need not raise anyone's required position (which would need the primary
+ * that just refused us).
+ */
+export function isNotConnectedError(error: unknown): boolean {
+  for (const record of errorChain(error)) {
+    if (typeof record.code === 'string' && NOT_CONNECTED_CODES.has(record.code)) return true;
+    const state = sqlState(record);
+    if (state !== undefined && NOT_CONNECTED_STATES.has(state)) return true;
   }
   return false;
 }

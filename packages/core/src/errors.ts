@@ -8,7 +8,11 @@ export type LaglessErrorCode =
   | 'QUERY_TIMEOUT'
   | 'TOKEN_STORE_UNAVAILABLE'
   | 'REPLICA_MISCONFIGURED'
+  /** A replica could not be checked (unreachable, authentication failed): `ready()` names it and why. */
+  | 'REPLICA_UNAVAILABLE'
   | 'PRIMARY_UNAVAILABLE'
+  /** The primary answered with another cluster's identity than the pinned `systemIdentifier`. */
+  | 'PRIMARY_MISCONFIGURED'
   /** A replica was asked for inside a transaction, which runs on the primary. */
   | 'IN_TRANSACTION'
   | 'CLOSED';
@@ -49,23 +53,55 @@ export function isLaglessError(value: unknown, code?: LaglessErrorCode): value i
 export function redactSecrets(text: string): string {
   return text
     .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@')
-    .replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]+)/gi, '$1***');
+    .replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]+)/gi, '$1***')
+    .replace(/("password"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, '$1"***"');
 }
 
-/** Renders a received value for an error message: quoted strings, so `'1'` and `1` read differently. */
-export function showValue(value: unknown): string {
+export interface ShowValueOptions {
+  /**
+   * Show a string only by its length: for values that must stay out of logs (secrets, session
+   * keys, tokens).
+   * @default false
+   */
+  conceal?: boolean;
+}
+
+const MAX_SHOWN_CHARS = 100;
+
+/**
+ * Renders a received value for an error message, the same way in every package: strings quoted (so
+ * `'1'` and `1` read differently) and cut at 100 characters, bigints with their `n`, functions by
+ * name, objects as short JSON or their tag.
+ */
+export function showValue(value: unknown, options: ShowValueOptions = {}): string {
+  if (options.conceal && (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')) {
+    return `a ${typeof value}`;
+  }
   switch (typeof value) {
     case 'string':
-      return JSON.stringify(value);
+      if (options.conceal) return value.length === 0 ? 'an empty string' : `a string of ${value.length} chars`;
+      return value.length > MAX_SHOWN_CHARS
+        ? `${JSON.stringify(value.slice(0, MAX_SHOWN_CHARS - 3))}... (${value.length} chars)`
+        : JSON.stringify(value);
     case 'function':
       return `function ${value.name || '(anonymous)'}`;
     case 'bigint':
       return `${value}n`;
+    case 'undefined':
+      return 'undefined';
     case 'object': {
       if (value === null) return 'null';
+      if (Array.isArray(value) && options.conceal) return `an array of ${value.length}`;
+      if (value instanceof Uint8Array) return `a ${value.constructor.name} of ${value.byteLength} bytes`;
+      const prototype = Object.getPrototypeOf(value);
+      // A class instance (a pool, a client) is named, not dumped: its fields may hold credentials.
+      if (options.conceal || (prototype !== Object.prototype && prototype !== null && !Array.isArray(value))) {
+        return `an object (${value.constructor?.name ?? 'null prototype'})`;
+      }
       try {
         const json = JSON.stringify(value);
-        if (json !== undefined) return json.length > 100 ? `${json.slice(0, 97)}...` : json;
+        if (json !== undefined)
+          return json.length > MAX_SHOWN_CHARS ? `${json.slice(0, MAX_SHOWN_CHARS - 3)}...` : json;
       } catch {
         // Cycles and bigints: fall through to the tag.
       }
@@ -74,4 +110,20 @@ export function showValue(value: unknown): string {
     default:
       return String(value);
   }
+}
+
+/**
+ * The one wording of a bad option, in every package: `Invalid option <path>: expected <what>,
+ * received <value>`. `path` is where the value sits in what the user wrote (`replicas[1].weight`).
+ */
+export function invalidOption(
+  path: string,
+  expected: string,
+  received: unknown,
+  options: ShowValueOptions = {},
+): LaglessError {
+  const shown = showValue(received, options);
+  return new LaglessError('INVALID_OPTION', `Invalid option ${path}: expected ${expected}, received ${shown}`, {
+    context: { option: path, received: shown },
+  });
 }

@@ -44,9 +44,37 @@ export function readToken(getHeader: (name: string) => HeaderValue, cookie = tru
   return undefined;
 }
 
+const DEFAULT_COOKIE_ATTRIBUTES = 'Path=/; HttpOnly; SameSite=Lax';
+
 function cookieLine(token: string, attributes: string): string {
   // Tokens only contain [A-Za-z0-9._-]: nothing to escape.
   return `${TOKEN_COOKIE}=${token}; ${attributes}`;
+}
+
+/** Replaces a cookie holding a token we ignored, so the browser stops sending it. */
+function clearedCookieLine(attributes: string): string {
+  return `${TOKEN_COOKIE}=; Max-Age=0; ${attributes}`;
+}
+
+/**
+ * The session init for one request: its token, its store key, and a flag raised when the token
+ * was ignored (so the response replaces the cookie that carried it).
+ */
+function requestInit<R>(
+  request: R,
+  token: string | undefined,
+  options: TokenHttpOptions<R>,
+): { init: SessionInit; rejected: () => boolean } {
+  let rejected = false;
+  const init: SessionInit = {
+    token,
+    onTokenRejected: () => {
+      rejected = true;
+    },
+  };
+  const key = options.key?.(request);
+  if (key !== undefined) init.key = key;
+  return { init, rejected: () => rejected };
 }
 
 /**
@@ -61,18 +89,26 @@ export async function withTokenScope(
   options: TokenHttpOptions<Request> = {},
 ): Promise<Response> {
   const cookie = options.cookie ?? true;
-  const init: SessionInit = { token: readToken((name) => request.headers.get(name), cookie) };
-  const key = options.key?.(request);
-  if (key !== undefined) init.key = key;
+  const attributes = options.cookieAttributes ?? DEFAULT_COOKIE_ATTRIBUTES;
+  const { init, rejected } = requestInit(
+    request,
+    readToken((name) => request.headers.get(name), cookie),
+    options,
+  );
   return scope.session(init, async () => {
     const response = await handler(request);
-    const token = await scope.token();
-    if (!token) return response;
+    // The response is what matters now: a token we cannot compute is left off, never an error.
+    const token = await scope.token().catch(() => undefined);
+    const clear = !token && cookie && rejected();
+    if (!token && !clear) return response;
     // Responses from fetch() or Response.redirect() have immutable headers: copy before touching them.
     const out = new Response(response.body, response);
-    out.headers.set(TOKEN_HEADER, token);
-    if (cookie)
-      out.headers.append('set-cookie', cookieLine(token, options.cookieAttributes ?? 'Path=/; HttpOnly; SameSite=Lax'));
+    if (token) {
+      out.headers.set(TOKEN_HEADER, token);
+      if (cookie) out.headers.append('set-cookie', cookieLine(token, attributes));
+    } else {
+      out.headers.append('set-cookie', clearedCookieLine(attributes));
+    }
     return out;
   });
 }
@@ -88,11 +124,13 @@ export function tokenMiddleware(
   options: TokenHttpOptions<IncomingMessage> = {},
 ): (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void {
   const cookie = options.cookie ?? true;
-  const attributes = options.cookieAttributes ?? 'Path=/; HttpOnly; SameSite=Lax';
+  const attributes = options.cookieAttributes ?? DEFAULT_COOKIE_ATTRIBUTES;
   return (req, res, next) => {
-    const init: SessionInit = { token: readToken((name) => req.headers[name], cookie) };
-    const key = options.key?.(req);
-    if (key !== undefined) init.key = key;
+    const { init, rejected } = requestInit(
+      req,
+      readToken((name) => req.headers[name], cookie),
+      options,
+    );
     scope
       .session(
         init,
@@ -103,9 +141,13 @@ export function tokenMiddleware(
             res.end = ((...args: unknown[]) => {
               scope.token().then(
                 (token) => {
-                  if (token && !res.headersSent) {
-                    res.setHeader(TOKEN_HEADER, token);
-                    if (cookie) res.appendHeader('set-cookie', cookieLine(token, attributes));
+                  if (!res.headersSent) {
+                    if (token) {
+                      res.setHeader(TOKEN_HEADER, token);
+                      if (cookie) res.appendHeader('set-cookie', cookieLine(token, attributes));
+                    } else if (cookie && rejected()) {
+                      res.appendHeader('set-cookie', clearedCookieLine(attributes));
+                    }
                   }
                   end(...args);
                   resolve();

@@ -29,6 +29,16 @@ export class PrimaryLsnHistory {
     }
   }
 
+  /**
+   * Starts over from `lsn`: the primary's position went backwards, so another server answers for it
+   * now (a failover to a promoted standby), and positions of the old one say nothing about its lag.
+   */
+  restart(lsn: bigint, at: number): void {
+    this.#lsns = [lsn];
+    this.#firstSeenAt = [at];
+    this.#latestAt = at;
+  }
+
   get latestLsn(): bigint | undefined {
     return this.#lsns.at(-1);
   }

@@ -1,4 +1,4 @@
-import { LaglessError, showValue } from './errors.js';
+import { invalidOption, LaglessError } from './errors.js';
 
 export interface LatencyTrackerOptions {
   /**
@@ -46,7 +46,7 @@ export class LatencyTracker {
 
   constructor(options: LatencyTrackerOptions = {}) {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('options', 'an object', options);
+      throw invalidOption('LatencyTracker.options', 'an object', options);
     }
     for (const key of Object.keys(options)) {
       if (!KNOWN_OPTIONS.has(key)) {
@@ -60,12 +60,12 @@ export class LatencyTracker {
     }
     const { decayMs = 10_000, window = 512, now = () => performance.now() } = options;
     if (typeof decayMs !== 'number' || !(decayMs > 0 && decayMs < Number.POSITIVE_INFINITY)) {
-      throw invalidOption('decayMs', 'a finite number of milliseconds > 0', decayMs);
+      throw invalidOption('LatencyTracker.decayMs', 'a finite number of milliseconds > 0', decayMs);
     }
     if (!Number.isInteger(window) || window < 1 || window > MAX_WINDOW) {
-      throw invalidOption('window', `an integer from 1 to ${MAX_WINDOW}`, window);
+      throw invalidOption('LatencyTracker.window', `an integer from 1 to ${MAX_WINDOW}`, window);
     }
-    if (typeof now !== 'function') throw invalidOption('now', 'a function returning milliseconds', now);
+    if (typeof now !== 'function') throw invalidOption('LatencyTracker.now', 'a function returning milliseconds', now);
     this.#decayMs = decayMs;
     this.#now = now;
     this.#samples = new Float64Array(window);
@@ -139,15 +139,4 @@ export class LatencyTracker {
 
 function rank(sorted: Float64Array, p: number): number {
   return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)] ?? 0;
-}
-
-function invalidOption(option: string, expected: string, received: unknown): LaglessError {
-  const shown = showValue(received);
-  return new LaglessError(
-    'INVALID_OPTION',
-    `Invalid LatencyTracker option ${option}: expected ${expected}, received ${shown}`,
-    {
-      context: { option, received: shown },
-    },
-  );
 }

@@ -1,4 +1,4 @@
-import { LaglessError } from './errors.js';
+import { LaglessError, showValue } from './errors.js';
 
 /** The highest position a `pg_lsn` can hold: 2^64 - 1 (`FFFFFFFF/FFFFFFFF`). */
 export const MAX_LSN: bigint = 0xffff_ffff_ffff_ffffn;
@@ -10,8 +10,6 @@ export const ZERO_LSN: bigint = 0n;
 // PostgreSQL 19 prints (`00000016/B374D848`). Without the `m` flag, `$` only matches at the very
 // end, so a trailing newline is rejected too.
 const LSN_TEXT = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
-
-const MAX_QUOTED_CHARS = 40;
 
 // 24 and 40 are SizeOfXLogShortPHD and SizeOfXLogLongPHD in PostgreSQL's xlog_internal.h.
 const SHORT_PAGE_HEADER = 24n;
@@ -33,7 +31,7 @@ export function parseLsn(text: string): bigint {
   if (match === null) {
     throw new LaglessError(
       'INVALID_LSN',
-      `Invalid pg_lsn: expected text like "16/B374D848", received ${describe(text)}`,
+      `Invalid pg_lsn: expected text like "16/B374D848", received ${showValue(text)}`,
     );
   }
   // Each half is at most 2^32 - 1, well inside a double's exact integer range, so parseInt is
@@ -102,7 +100,7 @@ export function lsnFromPrimaryInsertPosition(lsn: bigint, walBlockSize: number =
     ) {
       throw new LaglessError(
         'INVALID_OPTION',
-        `Invalid option walBlockSize: expected a power of two from 1024 to 65536, received ${describe(walBlockSize)}`,
+        `Invalid option walBlockSize: expected a power of two from 1024 to 65536, received ${showValue(walBlockSize)}`,
       );
     }
     mask = BigInt(walBlockSize - 1);
@@ -113,20 +111,9 @@ export function lsnFromPrimaryInsertPosition(lsn: bigint, walBlockSize: number =
 
 function assertLsn(lsn: unknown): asserts lsn is bigint {
   if (typeof lsn !== 'bigint' || lsn < 0n || lsn > MAX_LSN) {
-    throw new LaglessError('INVALID_LSN', `Invalid LSN: expected a bigint from 0 to 2^64-1, received ${describe(lsn)}`);
+    throw new LaglessError(
+      'INVALID_LSN',
+      `Invalid LSN: expected a bigint from 0 to 2^64-1, received ${showValue(lsn)}`,
+    );
   }
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') {
-    return value.length > MAX_QUOTED_CHARS
-      ? `${JSON.stringify(value.slice(0, MAX_QUOTED_CHARS))}… (${value.length} chars)`
-      : JSON.stringify(value);
-  }
-  if (typeof value === 'bigint' || typeof value === 'number') {
-    const text = String(value);
-    const shown = text.length > MAX_QUOTED_CHARS ? `${text.slice(0, MAX_QUOTED_CHARS)}…` : text;
-    return typeof value === 'bigint' ? `${shown}n` : `number ${shown}`;
-  }
-  return value === null ? 'null' : typeof value;
 }

@@ -1,4 +1,4 @@
-import { LaglessError } from './errors.js';
+import { invalidOption, LaglessError, showValue } from './errors.js';
 import { MAX_LSN } from './lsn.js';
 import type { TokenStore } from './token-store.js';
 
@@ -35,17 +35,9 @@ export class MemoryTokenStore implements TokenStore {
   constructor(options: MemoryTokenStoreOptions = {}) {
     const { maxKeys = 100_000, now = Date.now } = options;
     if (typeof maxKeys !== 'number' || !Number.isSafeInteger(maxKeys) || maxKeys < 1) {
-      throw new LaglessError(
-        'INVALID_OPTION',
-        `Invalid option maxKeys: expected a positive integer, received ${describeValue(maxKeys)}`,
-      );
+      throw invalidOption('maxKeys', 'a positive integer', maxKeys);
     }
-    if (typeof now !== 'function') {
-      throw new LaglessError(
-        'INVALID_OPTION',
-        `Invalid option now: expected a function, received ${describeValue(now)}`,
-      );
-    }
+    if (typeof now !== 'function') throw invalidOption('now', 'a function', now);
     this.#maxKeys = maxKeys;
     this.#now = now;
   }
@@ -90,37 +82,18 @@ export function assertRaiseArguments(key: unknown, lsn: unknown, ttlMs: unknown)
   if (typeof lsn !== 'bigint' || lsn < 0n || lsn > MAX_LSN) {
     throw new LaglessError(
       'INVALID_LSN',
-      `Invalid LSN: expected a bigint from 0 to 2^64-1, received ${describeValue(lsn)}`,
+      `Invalid LSN: expected a bigint from 0 to 2^64-1, received ${showValue(lsn)}`,
     );
   }
   if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
-    throw new LaglessError(
-      'INVALID_OPTION',
-      `Invalid ttlMs: expected a positive finite number of milliseconds, received ${describeValue(ttlMs)}`,
-    );
+    throw invalidOption('ttlMs', 'a positive finite number of milliseconds', ttlMs);
   }
 }
 
 /** @internal shared with the Redis store, not part of the public surface. */
 export function assertKey(key: unknown): asserts key is string {
   if (typeof key !== 'string' || key.length === 0) {
-    throw new LaglessError(
-      'INVALID_OPTION',
-      `Invalid key: expected a non-empty string, received ${describeValue(key)}`,
-    );
+    // Keys are session or user identifiers, which do not belong in logs: shown by length only.
+    throw invalidOption('key', 'a non-empty string', key, { conceal: true });
   }
-}
-
-/**
- * A short description of a value for error messages. Strings are shown only by length: keys are
- * session or user identifiers, which do not belong in logs.
- * @internal
- */
-export function describeValue(value: unknown): string {
-  if (typeof value === 'string') return value.length === 0 ? 'an empty string' : `a string of ${value.length} chars`;
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') {
-    const text = String(value);
-    return text.length > 40 ? `${text.slice(0, 40)}…` : text;
-  }
-  return value === null ? 'null' : typeof value;
 }

@@ -1,9 +1,13 @@
 import type { BackoffOptions } from './backoff.js';
 import { validateBackoff } from './backoff.js';
 import type { BalancerFunction, BalancerName } from './balancers.js';
-import { LaglessError } from './errors.js';
-import { validateSecret } from './token.js';
+import type { ConsistencyMode } from './consistency.js';
+import { invalidOption } from './errors.js';
+import type { RouterLogger } from './events.js';
+import { type TokenSecret, validateSecret } from './token.js';
 import type { TokenStore } from './token-store.js';
+
+export type { ConsistencyMode } from './consistency.js';
 
 /** One database server as the router sees it. Adapters build these from their ORM's clients. */
 export interface RouterNode<C = unknown> {
@@ -18,10 +22,13 @@ export interface RouterNode<C = unknown> {
   readonly client: C;
   /** Share of reads under the `weighted` balancer. @default 1 */
   readonly weight?: number;
+  /**
+   * Called once by the router that takes this node, with a function to report failures seen
+   * outside reads (e.g. a pool's idle connection dying): a replica is ejected at once, the
+   * primary marked down. `pgNode()` from `@lagless/core/pg` wires a pg Pool's `'error'` here.
+   */
+  attach?(report: (error: unknown) => void): void;
 }
-
-/** How far a read's freshness guarantee reaches. */
-export type ConsistencyMode = 'none' | 'session' | 'global';
 
 export interface RouterOptions<C = unknown> {
   primary: RouterNode<C>;
@@ -51,8 +58,11 @@ export interface RouterOptions<C = unknown> {
   probeTimeoutMs?: number;
   /** Schedule of half-open probes for an ejected replica. @default { initialMs: 250, maxMs: 30_000, multiplier: 2, jitter: 0.2 } */
   readmission?: Partial<BackoffOptions>;
-  /** Signs tokens (HMAC-SHA256) and rejects unsigned ones; at least 16 bytes. @default undefined (unsigned) */
-  tokenSecret?: string | Uint8Array;
+  /**
+   * Signs tokens (HMAC-SHA256) and rejects unsigned ones; at least 16 bytes. A list rotates
+   * secrets: the first signs, every one verifies. @default undefined (unsigned)
+   */
+  tokenSecret?: TokenSecret;
   /** Where `session({ key })` keeps LSNs between requests and across instances. @default undefined */
   tokenStore?: TokenStore;
   /** Time to live of an LSN in the token store. @default 3_600_000 (1 h) */
@@ -63,7 +73,53 @@ export interface RouterOptions<C = unknown> {
   isConnectionError?: (error: unknown) => boolean;
   /** Random source for balancers and jitter (deterministic in tests). @default Math.random */
   random?: () => number;
+  /**
+   * The cluster's `system_identifier` (`SELECT system_identifier FROM pg_control_system()`). Pins
+   * it: a primary or replica reporting another is refused, and replicas are admitted at start-up
+   * even while the primary does not answer. @default undefined (learned from the primary, or from
+   * replicas that agree while it is away)
+   */
+  systemIdentifier?: string;
+  /**
+   * Where state changes (replica down, up, refused; primary down; token store unavailable) are
+   * logged: a function gets every line; `false` silences them. @default lines on stderr for the
+   * events no listener handles (as ioredis does for an unhandled 'error')
+   */
+  logger?: RouterLogger | undefined;
 }
+
+/**
+ * Every option of {@link RouterOptions} but the nodes, for adapters that pass them through: the
+ * compiler checks this list against the type, so a new option cannot be silently dropped.
+ */
+export const ROUTER_OPTION_NAMES = Object.freeze([
+  'balancer',
+  'consistency',
+  'waitTimeoutMs',
+  'onTimeout',
+  'maxLagMs',
+  'maxLagBytes',
+  'replicaTimeoutMs',
+  'probeIntervalMs',
+  'probeTimeoutMs',
+  'readmission',
+  'tokenSecret',
+  'tokenStore',
+  'tokenTtlMs',
+  'onReplicaError',
+  'isConnectionError',
+  'random',
+  'systemIdentifier',
+  'logger',
+] as const satisfies ReadonlyArray<Exclude<keyof RouterOptions, 'primary' | 'replicas'>>);
+
+type MissingRouterOptionNames = Exclude<
+  Exclude<keyof RouterOptions, 'primary' | 'replicas'>,
+  (typeof ROUTER_OPTION_NAMES)[number]
+>;
+// Fails to compile when RouterOptions gains an option this list lacks.
+const routerOptionNamesAreComplete: [MissingRouterOptionNames] extends [never] ? true : MissingRouterOptionNames = true;
+void routerOptionNamesAreComplete;
 
 export interface ResolvedRouterOptions {
   readonly balancer: BalancerName | BalancerFunction;
@@ -76,24 +132,15 @@ export interface ResolvedRouterOptions {
   readonly probeIntervalMs: number;
   readonly probeTimeoutMs: number;
   readonly readmission: Readonly<BackoffOptions>;
-  readonly tokenSecret: Uint8Array | undefined;
+  /** The signing secret first; empty when tokens are unsigned. */
+  readonly tokenSecrets: readonly Uint8Array[];
   readonly tokenStore: TokenStore | undefined;
   readonly tokenTtlMs: number;
   readonly onReplicaError: ((error: unknown, replica: string) => void) | undefined;
   readonly isConnectionError: ((error: unknown) => boolean) | undefined;
   readonly random: () => number;
-}
-
-function invalid(option: string, expected: string, received: unknown): LaglessError {
-  const shown =
-    typeof received === 'function'
-      ? 'a function'
-      : typeof received === 'bigint'
-        ? `${received}n`
-        : JSON.stringify(received);
-  return new LaglessError('INVALID_OPTION', `${option} must be ${expected}, received ${shown ?? String(received)}`, {
-    context: { option },
-  });
+  readonly systemIdentifier: string | undefined;
+  readonly logger: RouterLogger | undefined;
 }
 
 function duration(
@@ -108,22 +155,25 @@ function duration(
     !Number.isNaN(value) &&
     (allowInfinity || Number.isFinite(value)) &&
     (allowZero ? value >= 0 : value > 0);
-  if (!ok) throw invalid(option, `a ${allowZero ? 'non-negative' : 'positive'} number of milliseconds`, value);
+  if (!ok) throw invalidOption(option, `a ${allowZero ? 'non-negative' : 'positive'} number of milliseconds`, value);
   return value as number;
 }
 
 export function validateNode<C>(node: unknown, option: string): RouterNode<C> {
-  if (typeof node !== 'object' || node === null) throw invalid(option, 'a node { name, query, client }', node);
+  if (typeof node !== 'object' || node === null) throw invalidOption(option, 'a node { name, query, client }', node);
   const candidate = node as Partial<RouterNode<C>>;
   if (typeof candidate.name !== 'string' || candidate.name.length === 0) {
-    throw invalid(`${option}.name`, 'a non-empty string', candidate.name);
+    throw invalidOption(`${option}.name`, 'a non-empty string', candidate.name);
   }
-  if (typeof candidate.query !== 'function') throw invalid(`${option}.query`, 'a function', candidate.query);
+  if (typeof candidate.query !== 'function') throw invalidOption(`${option}.query`, 'a function', candidate.query);
+  if (candidate.attach !== undefined && typeof candidate.attach !== 'function') {
+    throw invalidOption(`${option}.attach`, 'a function', candidate.attach);
+  }
   if (
     candidate.weight !== undefined &&
     !(typeof candidate.weight === 'number' && candidate.weight > 0 && Number.isFinite(candidate.weight))
   ) {
-    throw invalid(`${option}.weight`, 'a positive finite number', candidate.weight);
+    throw invalidOption(`${option}.weight`, 'a positive finite number', candidate.weight);
   }
   return candidate as RouterNode<C>;
 }
@@ -133,32 +183,43 @@ export function resolveRouterOptions<C>(options: RouterOptions<C>): {
   replicas: RouterNode<C>[];
   resolved: ResolvedRouterOptions;
 } {
-  if (typeof options !== 'object' || options === null) throw invalid('options', 'an object', options);
+  if (typeof options !== 'object' || options === null) throw invalidOption('options', 'an object', options);
   const primary = validateNode<C>(options.primary, 'primary');
   if (options.replicas !== undefined && !Array.isArray(options.replicas)) {
-    throw invalid('replicas', 'an array of nodes', options.replicas);
+    throw invalidOption('replicas', 'an array of nodes', options.replicas);
   }
   const replicas = (options.replicas ?? []).map((node, i) => validateNode<C>(node, `replicas[${i}]`));
   const names = new Set([primary.name]);
   for (const replica of replicas) {
-    if (names.has(replica.name)) throw invalid('replicas', 'nodes with distinct names', replica.name);
+    if (names.has(replica.name)) throw invalidOption('replicas', 'nodes with distinct names', replica.name);
     names.add(replica.name);
   }
   const consistency = options.consistency ?? 'session';
   if (!['none', 'session', 'global'].includes(consistency)) {
-    throw invalid('consistency', "'none' | 'session' | 'global'", consistency);
+    throw invalidOption('consistency', "'none' | 'session' | 'global'", consistency);
   }
   const onTimeout = options.onTimeout ?? 'primary';
-  if (onTimeout !== 'primary' && onTimeout !== 'error') throw invalid('onTimeout', "'primary' | 'error'", onTimeout);
+  if (onTimeout !== 'primary' && onTimeout !== 'error')
+    throw invalidOption('onTimeout', "'primary' | 'error'", onTimeout);
   if (options.random !== undefined && typeof options.random !== 'function')
-    throw invalid('random', 'a function', options.random);
+    throw invalidOption('random', 'a function', options.random);
   for (const hook of ['onReplicaError', 'isConnectionError'] as const) {
     if (options[hook] !== undefined && typeof options[hook] !== 'function')
-      throw invalid(hook, 'a function', options[hook]);
+      throw invalidOption(hook, 'a function', options[hook]);
+  }
+  const systemIdentifier = options.systemIdentifier;
+  if (
+    systemIdentifier !== undefined &&
+    (typeof systemIdentifier !== 'string' || !/^[1-9][0-9]{0,19}$/.test(systemIdentifier))
+  ) {
+    throw invalidOption('systemIdentifier', 'the decimal digits of a system_identifier', systemIdentifier);
+  }
+  if (options.logger !== undefined && options.logger !== false && typeof options.logger !== 'function') {
+    throw invalidOption('logger', 'a function (line) => void, or false', options.logger);
   }
   const store = options.tokenStore;
   if (store !== undefined && (typeof store?.get !== 'function' || typeof store?.raise !== 'function')) {
-    throw invalid('tokenStore', 'a TokenStore { get, raise }', store);
+    throw invalidOption('tokenStore', 'a TokenStore { get, raise }', store);
   }
   const resolved: ResolvedRouterOptions = Object.freeze({
     balancer: options.balancer ?? 'least-connections',
@@ -177,12 +238,14 @@ export function resolveRouterOptions<C>(options: RouterOptions<C>): {
     probeIntervalMs: duration('probeIntervalMs', options.probeIntervalMs, 1000, { allowZero: true }),
     probeTimeoutMs: duration('probeTimeoutMs', options.probeTimeoutMs, 1000),
     readmission: validateBackoff(options.readmission, 'readmission'),
-    tokenSecret: validateSecret(options.tokenSecret),
+    tokenSecrets: validateSecret(options.tokenSecret, 'tokenSecret'),
     tokenStore: store,
     tokenTtlMs: duration('tokenTtlMs', options.tokenTtlMs, 3_600_000),
     onReplicaError: options.onReplicaError,
     isConnectionError: options.isConnectionError,
     random: options.random ?? Math.random,
+    systemIdentifier,
+    logger: options.logger,
   });
   return { primary, replicas, resolved };
 }

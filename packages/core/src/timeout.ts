@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LaglessError } from './errors.js';
 
 /**
@@ -68,4 +69,9 @@ export class DeadlineWatch {
     this.#timer = undefined;
     this.#watched.clear();
   }
+}
+
+/** Sleeps `ms`, or less when `signal` aborts (a closed router settles its waits at once); never rejects. */
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return sleep(ms, undefined, { signal }).catch(() => {});
 }

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { LaglessError } from './errors.js';
+import { invalidOption, LaglessError, showValue } from './errors.js';
 import { formatLsn, MAX_LSN } from './lsn.js';
 
 /** What a consistency token carries. */
@@ -15,11 +15,12 @@ export interface DecodeTokenOptions {
   /** The `system_identifier` of the cluster this process routes to; tokens from any other are refused. */
   systemIdentifier: string;
   /**
-   * The HMAC secret tokens are signed with (at least 16 bytes). When set, unsigned tokens are
-   * refused; when unset, signed tokens are refused, since they cannot be verified.
+   * The HMAC secret tokens are signed with (at least 16 bytes each), or a list of them while a
+   * secret is being rotated: a token signed with any of them verifies. When set, unsigned tokens
+   * are refused; when unset, signed tokens are refused, since they cannot be verified.
    * @default undefined
    */
-  secret?: string | Uint8Array | undefined;
+  secret?: TokenSecret | undefined;
   /**
    * The primary's latest known WAL position. A token claiming a later position is impossible
    * (forged, or from before a restore) and is refused instead of making reads wait for it.
@@ -27,6 +28,9 @@ export interface DecodeTokenOptions {
    */
   primaryLsn?: bigint | undefined;
 }
+
+/** An HMAC key for tokens, or a list for rotation: the first signs, every one verifies. */
+export type TokenSecret = string | Uint8Array | ReadonlyArray<string | Uint8Array>;
 
 /** Why {@link decodeToken} refused a token; found in the error's `context.reason`. */
 export type TokenRejectionReason =
@@ -39,7 +43,8 @@ export type TokenRejectionReason =
   | 'ahead-of-primary';
 
 const VERSION = 'l1';
-const MAX_TOKEN_CHARS = 256;
+/** Longer than any token we write: a longer one is refused before anything else is looked at. */
+export const MAX_TOKEN_CHARS = 256;
 const MAX_ECHOED_CHARS = 24;
 const MIN_SECRET_BYTES = 16;
 const MAX_SYSTEM_IDENTIFIER = 18_446_744_073_709_551_615n;
@@ -56,17 +61,15 @@ const SYSTEM_IDENTIFIER = /^(?:0|[1-9][0-9]{0,19})$/;
  * `.<HMAC-SHA256 of everything before it, base64url>` when `secret` is given. The result only
  * uses `[A-Za-z0-9._-]`, so it can travel in headers, cookies and URLs unescaped.
  *
- * @param secret signs the token; at least 16 bytes (a string counts its UTF-8 bytes).
+ * @param secret signs the token; at least 16 bytes (a string counts its UTF-8 bytes). With a
+ *   list, the first one signs.
  * @throws {LaglessError} `INVALID_LSN` for an LSN outside `0..2^64-1`; `INVALID_OPTION` for a bad
  *   system identifier or secret.
  */
-export function encodeToken(payload: TokenPayload, secret?: string | Uint8Array): string {
-  const key = checkSecret(secret);
+export function encodeToken(payload: TokenPayload, secret?: TokenSecret): string {
+  const key = checkSecrets(secret, 'secret')[0];
   if (typeof payload !== 'object' || payload === null) {
-    throw new LaglessError(
-      'INVALID_OPTION',
-      `Cannot encode a token: expected a payload object, received ${kind(payload)}`,
-    );
+    throw invalidOption('payload', 'an object { lsn, systemIdentifier }', payload);
   }
   const { lsn, systemIdentifier } = payload;
   if (typeof lsn !== 'bigint' || lsn < 0n || lsn > MAX_LSN) {
@@ -92,21 +95,16 @@ export function encodeToken(payload: TokenPayload, secret?: string | Uint8Array)
  */
 export function decodeToken(token: unknown, options: DecodeTokenOptions): TokenPayload {
   if (typeof options !== 'object' || options === null) {
-    throw new LaglessError(
-      'INVALID_OPTION',
-      `Invalid options for decodeToken: expected an object, received ${kind(options)}`,
-    );
+    throw invalidOption('options', 'an object { systemIdentifier, secret?, primaryLsn? }', options);
   }
-  const key = checkSecret(options.secret);
+  const keys = checkSecrets(options.secret, 'secret');
   checkSystemIdentifier(options.systemIdentifier, 'systemIdentifier');
   const { primaryLsn } = options;
   if (primaryLsn !== undefined && (typeof primaryLsn !== 'bigint' || primaryLsn < 0n || primaryLsn > MAX_LSN)) {
-    throw new LaglessError(
-      'INVALID_OPTION',
-      `Invalid option primaryLsn: expected a bigint from 0 to 2^64-1, received ${typeof primaryLsn === 'bigint' ? `${primaryLsn}n` : kind(primaryLsn)}`,
-    );
+    throw invalidOption('primaryLsn', 'a bigint from 0 to 2^64-1', primaryLsn);
   }
 
+  // Length first: nothing else is looked at in an oversized value.
   const match = typeof token === 'string' && token.length <= MAX_TOKEN_CHARS ? TOKEN_L1.exec(token) : null;
   if (match === null) {
     throw diagnose(token);
@@ -119,7 +117,7 @@ export function decodeToken(token: unknown, options: DecodeTokenOptions): TokenP
     throw reject(text, 'malformed', 'its system identifier is larger than a uint64');
   }
 
-  if (key === undefined) {
+  if (keys.length === 0) {
     if (signature !== undefined) {
       throw reject(text, 'signed-without-secret', 'it is signed but no secret is configured to verify it');
     }
@@ -127,11 +125,15 @@ export function decodeToken(token: unknown, options: DecodeTokenOptions): TokenP
     throw reject(text, 'unsigned', 'it is unsigned and a secret is configured');
   } else {
     // The signed part is the token up to the last '.', i.e. everything but `.<signature>`.
-    const expected = Buffer.from(sign(text.slice(0, text.length - signature.length - 1), key), 'latin1');
+    const body = text.slice(0, text.length - signature.length - 1);
     const received = Buffer.from(signature, 'latin1');
     // Lengths are public (a SHA-256 MAC always has 43 base64url chars); only the contents need
     // a constant-time comparison.
-    if (received.length !== expected.length || !timingSafeEqual(received, expected)) {
+    const verifies = (key: string | Uint8Array): boolean => {
+      const expected = Buffer.from(sign(body, key), 'latin1');
+      return received.length === expected.length && timingSafeEqual(received, expected);
+    };
+    if (!keys.some(verifies)) {
       throw reject(text, 'bad-signature', 'its signature does not match');
     }
   }
@@ -153,44 +155,45 @@ export function decodeToken(token: unknown, options: DecodeTokenOptions): TokenP
 }
 
 /**
- * Validates an HMAC secret option and returns a private copy of its bytes (UTF-8 for a string),
- * or undefined when none is given.
+ * Validates a secret option (one secret, or a list for rotation) and returns private copies of
+ * their bytes (UTF-8 for a string), the signing one first; an empty list when none is given.
  *
  * @throws {LaglessError} `INVALID_OPTION` unless `secret` is undefined, or a string or Uint8Array
- *   of at least 16 bytes. The message names the type and length received, never the value.
+ *   of at least 16 bytes, or a non-empty list of them. The message names the type and length
+ *   received, never the value.
  */
-export function validateSecret(secret: unknown): Uint8Array | undefined {
-  const key = checkSecret(secret);
-  if (key === undefined) {
-    return undefined;
-  }
-  // A copy, so a caller reusing its buffer cannot change the key behind our back.
-  return typeof key === 'string' ? new TextEncoder().encode(key) : new Uint8Array(key);
+export function validateSecret(secret: unknown, option = 'tokenSecret'): readonly Uint8Array[] {
+  // Copies, so a caller reusing its buffer cannot change a key behind our back.
+  return Object.freeze(
+    checkSecrets(secret, option).map((key) =>
+      typeof key === 'string' ? new TextEncoder().encode(key) : new Uint8Array(key),
+    ),
+  );
 }
 
 /** Validates without copying: encode and decode run per request. */
-function checkSecret(secret: unknown): string | Uint8Array | undefined {
-  if (secret === undefined) {
-    return undefined;
+function checkSecrets(secret: unknown, option: string): ReadonlyArray<string | Uint8Array> {
+  if (secret === undefined) return [];
+  if (Array.isArray(secret)) {
+    if (secret.length === 0) throw invalidOption(option, 'a secret or a non-empty list of secrets', secret);
+    return secret.map((one, i) => checkSecret(one, `${option}[${i}]`));
   }
-  let received: string;
-  if (typeof secret === 'string') {
-    const bytes = Buffer.byteLength(secret, 'utf8');
-    if (bytes >= MIN_SECRET_BYTES) {
-      return secret;
-    }
-    received = `a string of ${bytes} bytes`;
-  } else if (secret instanceof Uint8Array) {
-    if (secret.byteLength >= MIN_SECRET_BYTES) {
-      return secret;
-    }
-    received = `a Uint8Array of ${secret.byteLength} bytes`;
-  } else {
-    received = kind(secret);
-  }
+  return [checkSecret(secret, option)];
+}
+
+function checkSecret(secret: unknown, option: string): string | Uint8Array {
+  const bytes =
+    typeof secret === 'string'
+      ? Buffer.byteLength(secret, 'utf8')
+      : secret instanceof Uint8Array
+        ? secret.byteLength
+        : -1;
+  if (bytes >= MIN_SECRET_BYTES) return secret as string | Uint8Array;
+  const received = typeof secret === 'string' ? `a string of ${bytes} bytes` : showValue(secret, { conceal: true });
   throw new LaglessError(
     'INVALID_OPTION',
-    `Invalid option secret: expected a string or Uint8Array of at least ${MIN_SECRET_BYTES} bytes, received ${received}`,
+    `Invalid option ${option}: expected a string or Uint8Array of at least ${MIN_SECRET_BYTES} bytes, received ${received}`,
+    { context: { option } },
   );
 }
 
@@ -202,12 +205,7 @@ function checkSystemIdentifier(value: unknown, option: string): asserts value is
   ) {
     return;
   }
-  const received =
-    typeof value === 'string' ? JSON.stringify(value.length > 24 ? `${value.slice(0, 24)}…` : value) : kind(value);
-  throw new LaglessError(
-    'INVALID_OPTION',
-    `Invalid option ${option}: expected the decimal digits of a uint64 system identifier, received ${received}`,
-  );
+  throw invalidOption(option, 'the decimal digits of a uint64 system identifier', value);
 }
 
 function sign(body: string, key: string | Uint8Array): string {
@@ -217,7 +215,7 @@ function sign(body: string, key: string | Uint8Array): string {
 /** Sorts a token that failed the fast path into the most useful reason. */
 function diagnose(token: unknown): LaglessError {
   if (typeof token !== 'string') {
-    return reject(undefined, 'malformed', `expected a string, received ${kind(token)}`);
+    return reject(undefined, 'malformed', `expected a string, received ${showValue(token, { conceal: true })}`);
   }
   if (token.length > MAX_TOKEN_CHARS) {
     return reject(token, 'malformed', `it is ${token.length} characters long (at most ${MAX_TOKEN_CHARS})`);
@@ -251,14 +249,4 @@ function reject(
   return new LaglessError('INVALID_TOKEN', `Rejected consistency token${shown}: ${why}`, {
     context: { reason, ...context },
   });
-}
-
-function kind(value: unknown): string {
-  if (value === null) {
-    return 'null';
-  }
-  if (Array.isArray(value)) {
-    return 'an array';
-  }
-  return typeof value;
 }

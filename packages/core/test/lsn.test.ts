@@ -70,11 +70,11 @@ describe('parseLsn', () => {
     thrown(() => parseLsn(value as unknown as string), 'INVALID_LSN');
   });
 
-  it('quotes at most 40 characters of what it received', () => {
-    const text = `1/0${'A'.repeat(100)}`;
+  it('quotes at most 100 characters of what it received', () => {
+    const text = `1/0${'A'.repeat(200)}`;
     const error = thrown(() => parseLsn(text), 'INVALID_LSN');
-    expect(error.message).toContain(JSON.stringify(text.slice(0, 40)));
-    expect(error.message).not.toContain(text.slice(0, 41));
+    expect(error.message).toContain(`${JSON.stringify(text.slice(0, 97))}... (203 chars)`);
+    expect(error.message).not.toContain(text.slice(0, 98));
   });
 });
 

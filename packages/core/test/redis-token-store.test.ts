@@ -4,6 +4,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, startRedis } from '../../testkit/src/redis-server.js';
 import { type RedisLike, redisTokenStore } from '../src/redis.js';
+import type { TokenStore } from '../src/token-store.js';
 import { expectCode, rejection } from './assertions.js';
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
@@ -15,6 +16,19 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
 }
 
 const never = (): Promise<never> => new Promise(() => {});
+
+/** The LSN a store holds for `key`, whatever shape its answer takes. */
+async function lsnOf(store: TokenStore, key: string): Promise<bigint | undefined> {
+  const found = await store.get(key, 60_000);
+  return typeof found === 'object' ? found.lsn : found;
+}
+
+/** The Redis key a store keeps `key` under (the hash tag in front depends on the key). */
+async function storedKey(redis: Redis, key: string, prefix = 'lagless:lsn:'): Promise<string> {
+  const [found] = await redis.keys(`${prefix}{*}k:${key}`);
+  if (found === undefined) throw new Error(`no Redis key for ${key}`);
+  return found;
+}
 
 describe('redisTokenStore with a fake client', () => {
   it('rejects with TOKEN_STORE_UNAVAILABLE when a call outlives timeoutMs', async () => {
@@ -77,7 +91,9 @@ describe('redisTokenStore with a fake client', () => {
       { prefix: 'p:' },
     );
     expect(await store.raise('s', 0x16_b374_d848n, 1.2)).toBe(0x16_b374_d848n);
-    expect(calls[0]?.slice(1)).toEqual([1, 'p:s', '00000016B374D848', 2]);
+    expect(calls[0]?.slice(1, 2)).toEqual([1]);
+    expect(calls[0]?.[2]).toMatch(/^p:\{[0-9]+\}k:s$/);
+    expect(calls[0]?.slice(3)).toEqual(['00000016B374D848', 2]);
   });
 
   it('treats a reply that is not a stored LSN as unavailable, not as no token', async () => {
@@ -91,6 +107,10 @@ describe('redisTokenStore with a fake client', () => {
 
     it.each([
       [{ prefix: 5 as unknown as string }, 'prefix'],
+      [{ prefix: 'app{1}:' }, 'prefix'],
+      [{ shards: 0 }, 'shards'],
+      [{ shards: 1.5 }, 'shards'],
+      [{ detectLoss: 'yes' as unknown as boolean }, 'detectLoss'],
       [{ timeoutMs: 0 }, 'timeoutMs'],
       [{ timeoutMs: -1 }, 'timeoutMs'],
       [{ timeoutMs: Number.NaN }, 'timeoutMs'],
@@ -108,7 +128,9 @@ describe('redisTokenStore with a fake client', () => {
     });
 
     it.each([null, undefined, {}, { get: async () => null }])('rejects client %o', (client) => {
-      expect(() => redisTokenStore(client as unknown as RedisLike)).toThrow(/Invalid redis client/);
+      expect(() => redisTokenStore(client as unknown as RedisLike)).toThrow(
+        /Invalid option redis: expected an ioredis/,
+      );
     });
 
     it('validates keys, LSNs and TTLs before any call', async () => {
@@ -156,12 +178,12 @@ describe('redisTokenStore against redis-server', () => {
     const store = redisTokenStore(connect());
     const low = 0xffff_ffff_0000_0001n;
     const high = 0xffff_ffff_0000_0002n;
-    expect(await store.get('exact')).toBeUndefined();
+    expect(await lsnOf(store, 'exact')).toBeUndefined();
     expect(await store.raise('exact', low, 60_000)).toBe(low);
-    expect(await store.get('exact')).toBe(low);
+    expect(await lsnOf(store, 'exact')).toBe(low);
     expect(await store.raise('exact', high, 60_000)).toBe(high);
     expect(await store.raise('exact', low, 60_000)).toBe(high);
-    expect(await store.get('exact')).toBe(high);
+    expect(await lsnOf(store, 'exact')).toBe(high);
     // As doubles both would be 18446744069414584000: a float comparison could not tell them apart.
     expect(Number(low)).toBe(Number(high));
   });
@@ -180,7 +202,9 @@ describe('redisTokenStore against redis-server', () => {
     const redis = connect();
     const store = redisTokenStore(redis);
     await store.raise('layout', 0x16_b374_d848n, 60_000);
-    expect(await redis.get('lagless:lsn:layout')).toBe('00000016B374D848');
+    const key = await storedKey(redis, 'layout');
+    expect(key).toMatch(/^lagless:lsn:\{[0-9]+\}k:layout$/);
+    expect(await redis.get(key)).toBe('00000016B374D848');
   });
 
   it('max-merges under concurrent writers on separate connections', async () => {
@@ -203,7 +227,7 @@ describe('redisTokenStore against redis-server', () => {
       }),
     );
     const max = written.reduce((a, b) => (a > b ? a : b));
-    expect(await writers[0]?.get('shared')).toBe(max);
+    expect(await lsnOf(writers[0] as TokenStore, 'shared')).toBe(max);
     for (const resolved of perWriter) {
       expect(resolved).toHaveLength(500);
       let previous = 0n;
@@ -219,9 +243,9 @@ describe('redisTokenStore against redis-server', () => {
     const redis = connect();
     const store = redisTokenStore(redis);
     await store.raise('short', 5n, 100);
-    expect(await store.get('short')).toBe(5n);
-    await waitFor('the key to expire', async () => (await store.get('short')) === undefined, 5_000);
-    expect(await redis.exists('lagless:lsn:short')).toBe(0);
+    expect(await lsnOf(store, 'short')).toBe(5n);
+    await waitFor('the key to expire', async () => (await lsnOf(store, 'short')) === undefined, 5_000);
+    expect(await redis.keys('lagless:lsn:{*}k:short')).toEqual([]);
   });
 
   it('refreshes the TTL on a raise that does not move the LSN', async () => {
@@ -229,7 +253,7 @@ describe('redisTokenStore against redis-server', () => {
     const store = redisTokenStore(redis);
     await store.raise('refresh', 9n, 5_000);
     expect(await store.raise('refresh', 1n, 60_000)).toBe(9n);
-    expect(await redis.pttl('lagless:lsn:refresh')).toBeGreaterThan(5_000);
+    expect(await redis.pttl(await storedKey(redis, 'refresh'))).toBeGreaterThan(5_000);
   });
 
   it('isolates prefixes', async () => {
@@ -237,19 +261,20 @@ describe('redisTokenStore against redis-server', () => {
     const one = redisTokenStore(redis, { prefix: 'app1:' });
     const two = redisTokenStore(redis, { prefix: 'app2:' });
     await one.raise('user-1', 100n, 60_000);
-    expect(await two.get('user-1')).toBeUndefined();
+    expect(await lsnOf(two, 'user-1')).toBeUndefined();
     expect(await two.raise('user-1', 5n, 60_000)).toBe(5n);
-    expect(await one.get('user-1')).toBe(100n);
-    expect(await redisTokenStore(redis).get('user-1')).toBeUndefined();
+    expect(await lsnOf(one, 'user-1')).toBe(100n);
+    expect(await lsnOf(redisTokenStore(redis), 'user-1')).toBeUndefined();
   });
 
   it('overwrites a value it cannot parse instead of trusting it', async () => {
     const redis = connect();
     const store = redisTokenStore(redis);
-    await redis.set('lagless:lsn:foreign', 'ZZZZZZZZZZZZZZZZ');
+    await store.raise('foreign', 1n, 60_000);
+    await redis.set(await storedKey(redis, 'foreign'), 'ZZZZZZZZZZZZZZZZ');
     expectCode(await rejection(store.get('foreign')), 'TOKEN_STORE_UNAVAILABLE');
     expect(await store.raise('foreign', 3n, 60_000)).toBe(3n);
-    expect(await store.get('foreign')).toBe(3n);
+    expect(await lsnOf(store, 'foreign')).toBe(3n);
   });
 
   it('rejects with TOKEN_STORE_UNAVAILABLE while Redis is down, and recovers when it is back', async () => {
@@ -267,7 +292,7 @@ describe('redisTokenStore against redis-server', () => {
       const queueing = redisTokenStore(connect(), { timeoutMs: 250 });
       const failFast = redisTokenStore(failFastClient, { timeoutMs: 250 });
       expect(await queueing.raise('outage', 1n, 60_000)).toBe(1n);
-      expect(await failFast.get('outage')).toBe(1n);
+      expect(await lsnOf(failFast, 'outage')).toBe(1n);
 
       await server.stop();
       for (const store of [queueing, failFast]) {
@@ -288,13 +313,61 @@ describe('redisTokenStore against redis-server', () => {
       }
       // Nothing is persisted, so the restarted server starts empty; but the raise the queueing client
       // still held when it timed out may have been sent once it reconnected. Harmless: it only raises.
-      expect([undefined, 2n]).toContain(await queueing.get('outage'));
+      expect([undefined, 2n]).toContain(await lsnOf(queueing, 'outage'));
       expect(await queueing.raise('outage', 7n, 60_000)).toBe(7n);
-      expect(await failFast.get('outage')).toBe(7n);
+      expect(await lsnOf(failFast, 'outage')).toBe(7n);
       await sleep(50);
       expect(unhandled).toEqual([]);
     } finally {
       process.off('unhandledRejection', onUnhandled);
     }
+  });
+
+  describe('loss detection', () => {
+    it("reports a shard's first use, and a flush, as a loss until a floor is recorded", async () => {
+      const redis = connect();
+      await redis.flushall();
+      const store = redisTokenStore(redis, { shards: 1 });
+      const first = await store.get('a', 60_000);
+      expect(first).toMatchObject({ lsn: undefined, loss: { floor: undefined, confirmed: false } });
+      const epoch = first.loss?.epoch ?? '';
+      expect(epoch).toMatch(/^[0-9]+\.[0-9]+$/);
+      await store.recordLossFloor?.('a', epoch, 0x500n);
+      // Within the TTL window every key of the shard carries the floor, present or not.
+      await store.raise('b', 0x900n, 60_000);
+      expect(await store.get('b', 60_000)).toEqual({ lsn: 0x900n, loss: { epoch, floor: 0x500n, confirmed: false } });
+      // A floor recorded for an older loss never lands on a newer marker.
+      await redis.flushall();
+      const second = await store.get('a', 60_000);
+      expect(second.loss).toMatchObject({ floor: undefined, confirmed: true });
+      await store.recordLossFloor?.('a', epoch, 0x1n);
+      expect((await store.get('a', 60_000)).loss?.floor).toBeUndefined();
+    });
+
+    it('a marker older than the TTL window no longer matters; detection can be turned off', async () => {
+      const redis = connect();
+      await redis.flushall();
+      const store = redisTokenStore(redis, { shards: 1 });
+      await store.get('a', 60_000);
+      const [marker] = await redis.keys('lagless:lsn:{0}epoch');
+      await redis.set(marker ?? '', '1000000000.000001:0000000000000500');
+      expect(await store.get('a', 60_000)).toEqual({ lsn: undefined });
+      await redis.flushall();
+      const blind = redisTokenStore(redis, { shards: 1, detectLoss: false });
+      expect(await blind.get('a', 60_000)).toEqual({ lsn: undefined });
+      expect(await redis.keys('*epoch')).toEqual([]);
+    });
+
+    it('warns when the eviction policy can drop keys without a TTL', async () => {
+      const redis = connect();
+      const store = redisTokenStore(redis);
+      expect(await store.check?.()).toEqual([]);
+      await redis.config('SET', 'maxmemory-policy', 'allkeys-lru');
+      try {
+        expect(await store.check?.()).toEqual([expect.stringContaining('maxmemory-policy is allkeys-lru')]);
+      } finally {
+        await redis.config('SET', 'maxmemory-policy', 'noeviction');
+      }
+    });
   });
 });

@@ -73,6 +73,10 @@ describe('token store in Redis', () => {
     const a = instance();
     const b = instance();
     await Promise.all([a.ready(), b.ready()]);
+    // A shard's first use marks it in Redis, and requires the primary's position then: before the
+    // pause, so that the paused replica has it.
+    await b.session({ key: 'user-2' }, () => readNote(b, 1));
+    await cluster.waitForReplicas();
     await cluster.replicas[0]?.pauseReplay();
     try {
       for (let i = 0; i < 50; i++) {
@@ -109,11 +113,12 @@ describe('token store in Redis', () => {
         ),
       ),
     );
-    const stored = await clients[0]?.get('lagless:lsn:user-3');
-    expect(stored).toMatch(/^[0-9A-F]{16}$/);
+    const found = await redisTokenStore(clients[0] as Redis).get('user-3', 60_000);
+    const stored = typeof found === 'object' ? found.lsn : found;
+    if (stored === undefined) throw new Error('nothing stored for user-3');
     const highest = lowerBounds.reduce((a, b) => (a > b ? a : b));
-    expect(BigInt(`0x${stored}`) >= highest).toBe(true);
-    expect(BigInt(`0x${stored}`) <= toBig(await cluster.primary.currentWalLsn())).toBe(true);
+    expect(stored >= highest).toBe(true);
+    expect(stored <= toBig(await cluster.primary.currentWalLsn())).toBe(true);
   });
 
   it('with Redis stopped, reads in keyed sessions go to the primary and nothing throws', async () => {

@@ -2,70 +2,14 @@
 import { describe, expect, it } from 'vitest';
 import { CoalescedProbe } from '../src/coalesced-probe.js';
 import { isConnectionLevelError, isRecoveryConflict } from '../src/connection-errors.js';
-import { createRouter, isLaglessError, LaglessError, type RouterNode, seededRandom } from '../src/index.js';
+import { createRouter, isLaglessError, LaglessError, seededRandom } from '../src/index.js';
 import { PrimaryLsnHistory } from '../src/lag.js';
-import { formatLsn } from '../src/lsn.js';
-
-/** A fake cluster: a primary whose WAL position moves on writes, replicas that replay on demand. */
-class FakeCluster {
-  primaryLsn = 0x1000n;
-  readonly replay = new Map<string, bigint>();
-  readonly down = new Set<string>();
-  primaryProbes = 0;
-  systemIdentifier = '7000000000000000001';
-
-  primary(): RouterNode<string> {
-    return {
-      name: 'primary',
-      client: 'primary',
-      query: async (sql) => {
-        await Promise.resolve();
-        if (sql.includes('system_identifier')) {
-          return [{ id: this.systemIdentifier, lsn: formatLsn(this.primaryLsn), block: '8192' }];
-        }
-        this.primaryProbes++;
-        return [{ lsn: formatLsn(this.primaryLsn) }];
-      },
-    };
-  }
-
-  replica(name: string, options: { identifier?: string; recovery?: boolean } = {}): RouterNode<string> {
-    this.replay.set(name, this.primaryLsn);
-    return {
-      name,
-      client: name,
-      query: async (sql) => {
-        await Promise.resolve();
-        if (this.down.has(name)) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
-        const replay = formatLsn(this.replay.get(name) ?? 0n);
-        if (sql.includes('system_identifier')) {
-          return [{ id: options.identifier ?? this.systemIdentifier, recovery: options.recovery ?? true, replay }];
-        }
-        return [{ recovery: options.recovery ?? true, replay }];
-      },
-    };
-  }
-
-  write(): void {
-    this.primaryLsn += 0x100n;
-  }
-
-  catchUp(name: string): void {
-    this.replay.set(name, this.primaryLsn);
-  }
-}
+import { FakeCluster } from './fake-cluster.js';
 
 function setup(replicaCount = 2, options: Record<string, unknown> = {}) {
   const fake = new FakeCluster();
   const replicas = Array.from({ length: replicaCount }, (_, i) => fake.replica(`r${i + 1}`));
-  const router = createRouter<string>({
-    primary: fake.primary(),
-    replicas,
-    probeIntervalMs: 0,
-    readmission: { initialMs: 10, maxMs: 20, jitter: 0 },
-    random: seededRandom(1),
-    ...options,
-  });
+  const router = fake.router(replicas, { random: seededRandom(1), ...options });
   return { fake, router };
 }
 
@@ -73,13 +17,23 @@ const whereRead = (router: ReturnType<typeof setup>['router']) => router.read(as
 
 describe('options', () => {
   it.each([
-    [{ waitTimeoutMs: -1 }, /waitTimeoutMs must be a non-negative number of milliseconds, received -1/],
-    [{ consistency: 'strong' }, /consistency must be 'none' \| 'session' \| 'global', received "strong"/],
-    [{ onTimeout: 'wait' }, /onTimeout must be/],
+    [
+      { waitTimeoutMs: -1 },
+      /Invalid option waitTimeoutMs: expected a non-negative number of milliseconds, received -1/,
+    ],
+    [{ consistency: 'strong' }, /consistency: expected 'none' \| 'session' \| 'global', received "strong"/],
+    [{ onTimeout: 'wait' }, /Invalid option onTimeout: expected/],
     [{ balancer: 'fastest' }, /balancer/],
-    [{ tokenSecret: 'short' }, /secret/],
-    [{ tokenStore: {} }, /tokenStore must be a TokenStore/],
-    [{ replicaTimeoutMs: 0 }, /replicaTimeoutMs must be a positive number/],
+    [
+      { tokenSecret: 'short' },
+      /Invalid option tokenSecret: expected a string or Uint8Array of at least 16 bytes, received a string of 5 bytes/,
+    ],
+    [{ tokenSecret: [] }, /Invalid option tokenSecret: expected a secret or a non-empty list/],
+    [{ tokenSecret: ['sixteen-byte-secret!', 'short'] }, /Invalid option tokenSecret\[1\]/],
+    [{ tokenStore: {} }, /Invalid option tokenStore: expected a TokenStore/],
+    [{ replicaTimeoutMs: 0 }, /Invalid option replicaTimeoutMs: expected a positive number/],
+    [{ systemIdentifier: 'abc' }, /Invalid option systemIdentifier/],
+    [{ logger: 'stderr' }, /Invalid option logger: expected a function/],
   ])('rejects %o with INVALID_OPTION', (options, message) => {
     const error = (() => {
       try {
@@ -98,7 +52,7 @@ describe('options', () => {
       /distinct names/,
     );
     expect(() => createRouter({ primary: { name: 'p', client: 1 } as never })).toThrow(
-      /primary.query must be a function/,
+      /Invalid option primary.query: expected a function, received undefined/,
     );
   });
 });
@@ -224,15 +178,11 @@ describe('routing with fakes', () => {
 
   it('refuses misconfigured replicas and serves from the rest', async () => {
     const fake = new FakeCluster();
-    const router = createRouter<string>({
-      primary: fake.primary(),
-      replicas: [
-        fake.replica('promoted', { recovery: false }),
-        fake.replica('foreign', { identifier: '42' }),
-        fake.replica('ok'),
-      ],
-      probeIntervalMs: 0,
-    });
+    const router = fake.router([
+      fake.replica('promoted', { recovery: false }),
+      fake.replica('foreign', { identifier: '42' }),
+      fake.replica('ok'),
+    ]);
     const error = await router.ready().catch((e: unknown) => e);
     expect(isLaglessError(error, 'REPLICA_MISCONFIGURED')).toBe(true);
     expect(new Set(await Promise.all(Array.from({ length: 5 }, () => whereRead(router))))).toEqual(new Set(['ok']));

@@ -338,36 +338,48 @@ describe('decodeToken', () => {
 });
 
 describe('validateSecret', () => {
-  it('passes undefined through', () => {
-    expect(validateSecret(undefined)).toBeUndefined();
+  it('gives no key for undefined', () => {
+    expect(validateSecret(undefined)).toEqual([]);
   });
 
   it('returns the UTF-8 bytes of a string', () => {
-    expect(validateSecret('0123456789abcdef')).toEqual(new TextEncoder().encode('0123456789abcdef'));
+    expect(validateSecret('0123456789abcdef')).toEqual([new TextEncoder().encode('0123456789abcdef')]);
     // 8 two-byte characters: 16 bytes, long enough.
-    expect(validateSecret('éééééééé')?.byteLength).toBe(16);
+    expect(validateSecret('éééééééé')[0]?.byteLength).toBe(16);
   });
 
   it('returns a copy of a Uint8Array', () => {
     const bytes = new Uint8Array(32).fill(7);
-    const result = validateSecret(bytes);
+    const [result] = validateSecret(bytes);
     expect(result).toEqual(bytes);
     bytes.fill(0);
     expect(result?.[0]).toBe(7);
-    expect(validateSecret(Buffer.alloc(16, 1))?.byteLength).toBe(16);
+    expect(validateSecret(Buffer.alloc(16, 1))[0]?.byteLength).toBe(16);
+  });
+
+  it('keeps a list in order, the signing secret first', () => {
+    const keys = validateSecret(['new-secret-0123456789', 'old-secret-0123456789']);
+    expect(keys.map((key) => new TextDecoder().decode(key))).toEqual([
+      'new-secret-0123456789',
+      'old-secret-0123456789',
+    ]);
+    expect(thrown(() => validateSecret([]), 'INVALID_OPTION').message).toContain('non-empty list');
+    expect(thrown(() => validateSecret(['new-secret-0123456789', 'short']), 'INVALID_OPTION').message).toContain(
+      'tokenSecret[1]',
+    );
   });
 
   it.each([
     ['an empty string', '', 'a string of 0 bytes'],
     ['a 15-byte string', '0123456789abcde', 'a string of 15 bytes'],
     ['a 15-byte Uint8Array', new Uint8Array(15), 'a Uint8Array of 15 bytes'],
-    ['a number', 1234567890123456, 'number'],
+    ['a number', 1234567890123456, 'a number'],
     ['null', null, 'null'],
-    ['an ArrayBuffer', new ArrayBuffer(32), 'object'],
-    ['an array', Array.from({ length: 32 }, () => 1), 'an array'],
+    ['an ArrayBuffer', new ArrayBuffer(32), 'an object (ArrayBuffer)'],
+    ['an array of numbers', Array.from({ length: 32 }, () => 1), 'tokenSecret[0]'],
   ])('rejects %s', (_label, secret, received) => {
     const error = thrown(() => validateSecret(secret), 'INVALID_OPTION');
-    expect(error.message).toContain('secret');
+    expect(error.message).toContain('tokenSecret');
     expect(error.message).toContain(received);
   });
 

@@ -1,4 +1,4 @@
-import { LaglessError, type RouterOptions } from '@lagless/core';
+import { invalidOption, type RouterOptions } from '@lagless/core';
 
 /** drizzle-orm's own replica chooser, accepted as `withReplicas`' third argument for compatibility. */
 export type GetReplica<Q> = (replicas: Q[]) => Q;
@@ -23,22 +23,6 @@ export interface WithReplicasOptions<Q> extends Omit<RouterOptions<Q>, 'primary'
   replicaWeights?: readonly number[];
 }
 
-export function invalidOption(option: string, expected: string, received: unknown): LaglessError {
-  const shown =
-    typeof received === 'function'
-      ? 'a function'
-      : Array.isArray(received)
-        ? `an array of ${received.length}`
-        : typeof received === 'object' && received !== null
-          ? `an object (${received.constructor?.name ?? 'null prototype'})`
-          : typeof received === 'bigint'
-            ? `${received}n`
-            : (JSON.stringify(received) ?? String(received));
-  return new LaglessError('INVALID_OPTION', `${option} must be ${expected}, received ${shown}`, {
-    context: { option },
-  });
-}
-
 export interface ResolvedOptions<Q> {
   readonly router: Omit<RouterOptions<Q>, 'primary' | 'replicas'>;
   readonly getReplica: GetReplica<Q> | undefined;
@@ -56,7 +40,8 @@ export function resolveOptions<Q>(third: unknown, replicaCount: number): Resolve
     typeof third === 'function' ? { getReplica: third as GetReplica<Q> } : ((third ?? {}) as WithReplicasOptions<Q>);
   for (const key of ['primary', 'replicas'] as const) {
     if (key in options) {
-      throw invalidOption(key, 'passed as an argument of withReplicas(), not as an option', (options as never)[key]);
+      const position = key === 'primary' ? 'first' : 'second';
+      throw invalidOption(key, `no such option (it is withReplicas()' ${position} argument)`, (options as never)[key]);
     }
   }
   const { getReplica, primaryName = 'primary', replicaNames, replicaWeights, ...router } = options;
@@ -64,7 +49,7 @@ export function resolveOptions<Q>(third: unknown, replicaCount: number): Resolve
     throw invalidOption('getReplica', 'a function (replicas) => replica', getReplica);
   }
   if (getReplica !== undefined && router.balancer !== undefined) {
-    throw invalidOption('balancer', 'left unset when getReplica is given (both choose the replica)', router.balancer);
+    throw invalidOption('balancer', 'no balancer when getReplica is given (both choose the replica)', router.balancer);
   }
   if (typeof primaryName !== 'string' || primaryName.length === 0) {
     throw invalidOption('primaryName', 'a non-empty string', primaryName);

@@ -1,37 +1,23 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import {
   type BalancerFunction,
+  type LaglessHandle as CoreLaglessHandle,
   createRouter,
+  invalidOption,
+  laglessHandle,
   type ReadOptions,
   type Router,
   type RouterNode,
-  type RouterStats,
-  type SessionInit,
 } from '@lagless/core';
 import { is, sql } from 'drizzle-orm';
 import { PgDatabase, type PgQueryResultHKT, type PgTransactionConfig } from 'drizzle-orm/pg-core';
 import type { ExtractTablesWithRelations, TablesRelationalConfig } from 'drizzle-orm/relations';
 import { isDataModifyingCte } from './cte.js';
-import { type GetReplica, invalidOption, resolveOptions, type WithReplicasOptions } from './options.js';
+import { type GetReplica, resolveOptions, type WithReplicasOptions } from './options.js';
 import { internals, RoutingSession } from './routing-session.js';
 
-/** What `db.$lagless` offers: the same surface as the Prisma adapter's `$lagless`. */
-export interface LaglessHandle<Q> {
-  /** A snapshot of the router: per-replica state, latency, lag, and read/write counters. */
-  stats(): RouterStats;
-  /** Runs `fn` in a fresh consistency scope: its reads never see data older than its writes. */
-  session<T>(fn: () => Promise<T> | T): Promise<T>;
-  /** Runs `fn` in a consistency scope continuing from a token (or a token-store key). */
-  session<T>(init: SessionInit, fn: () => Promise<T> | T): Promise<T>;
-  /** The current scope's token, for a header or cookie; undefined when it has written nothing. */
-  token(): Promise<string | undefined>;
-  /** Resolves once the primary and every replica passed their start-up checks. */
-  ready(): Promise<void>;
-  /** Stops the router's probes. The databases' pools belong to you and stay open. */
-  close(): Promise<void>;
-  /** The underlying router: events (`on`), `addReplica`, `removeReplica`, `read`, `write`. */
-  readonly router: Router<Q>;
-}
+/** What `db.$lagless` offers: the one `$lagless` surface of every lagless adapter. */
+export type LaglessHandle<Q> = CoreLaglessHandle<Q>;
 
 /** The primary's database type, routed, plus drizzle's `$primary` / `$replicas` and our `$lagless`. */
 export type LaglessDatabase<Q> = Q & {
@@ -162,17 +148,7 @@ export function withReplicas<
     };
   };
 
-  const handle: LaglessHandle<Q> = Object.freeze({
-    stats: () => router.stats(),
-    session: ((initOrFn: SessionInit | (() => unknown), fn?: () => unknown) =>
-      fn === undefined
-        ? router.session(initOrFn as () => unknown)
-        : router.session(initOrFn as SessionInit, fn)) as LaglessHandle<Q>['session'],
-    token: () => router.token(),
-    ready: () => router.ready(),
-    close: () => router.close(),
-    router,
-  });
+  const handle: LaglessHandle<Q> = laglessHandle(() => router);
 
   // Inherits everything else from the primary ($client, $with, $cache, _, dialect), so instanceof
   // and drizzle's is(db, PgDatabase) still hold.

@@ -242,24 +242,36 @@ describe.each(drivers)('withReplicas over $name', (driver) => {
       const primary = connect(cluster.primary.url);
       const replica = connect(cluster.replicas[0]?.url ?? '');
       const attempts: Array<[() => unknown, RegExp]> = [
-        [() => withReplicas({} as Db, [replica]), /^primary must be a drizzle pg database/],
-        [() => withReplicas(primary, 'x' as never), /^replicas must be an array/],
-        [() => withReplicas(primary, [replica, {} as Db]), /^replicas\[1\] must be a drizzle pg database/],
-        [() => withReplicas(primary, [primary]), /^replicas\[0\] must be a database other than the primary/],
-        [() => withReplicas(primary, [replica], 42 as never), /^options must be .* received 42/],
+        [
+          () => withReplicas({} as Db, [replica]),
+          /^Invalid option primary: expected a drizzle pg database, received \{\}/,
+        ],
+        [() => withReplicas(primary, 'x' as never), /^Invalid option replicas: expected an array/],
+        [
+          () => withReplicas(primary, [replica, {} as Db]),
+          /^Invalid option replicas\[1\]: expected a drizzle pg database/,
+        ],
+        [
+          () => withReplicas(primary, [primary]),
+          /^Invalid option replicas\[0\]: expected a database other than the primary/,
+        ],
+        [() => withReplicas(primary, [replica], 42 as never), /^Invalid option options: expected .* received 42/],
         [
           () => withReplicas(primary, [replica], { waitTimeoutMs: -1 } as WithReplicasOptions<Db>),
-          /^waitTimeoutMs must be .* received -1/,
+          /^Invalid option waitTimeoutMs: expected .* received -1/,
         ],
         [
           () => withReplicas(primary, [replica], { balancer: 'random', getReplica: (r) => r[0] as Db }),
-          /^balancer must be left unset when getReplica is given/,
+          /^Invalid option balancer: expected no balancer when getReplica is given/,
         ],
         [
           () => withReplicas(primary, [replica], { replicaNames: ['a', 'b'] }),
-          /^replicaNames must be 1 non-empty strings/,
+          /^Invalid option replicaNames: expected 1 non-empty strings/,
         ],
-        [() => withReplicas(primary, [replica], { primary } as never), /^primary must be passed as an argument/],
+        [
+          () => withReplicas(primary, [replica], { primary } as never),
+          /^Invalid option primary: expected no such option \(it is withReplicas\(\)' first argument\)/,
+        ],
       ];
       for (const [attempt, message] of attempts) {
         let caught: unknown;

@@ -3,9 +3,10 @@ import {
   createRouter,
   isConnectionLevelError,
   LaglessError,
+  type LaglessHandle,
+  ROUTER_OPTION_NAMES,
   type Router,
   type RouterOptions,
-  type RouterStats,
   type SessionInit,
 } from '@lagless/core';
 import type { PrismaClientExtends } from '@prisma/client/extension';
@@ -52,18 +53,8 @@ export interface ReadReplicasOptions extends Omit<RouterOptions<PrismaClientLike
   rawQueries?: 'primary' | 'replica';
 }
 
-/** `prisma.$lagless`: the router's API for this client. */
-export interface LaglessClientApi {
-  /** Per-node counters, latency, lag and read outcomes. */
-  stats(): RouterStats;
-  /** Runs `fn` in a fresh consistency scope (e.g. one HTTP request), optionally continuing from a token. */
-  session<T>(fn: () => Promise<T> | T): Promise<T>;
-  session<T>(init: SessionInit, fn: () => Promise<T> | T): Promise<T>;
-  /** The current scope's token, to hand to the next request; undefined when the scope wrote nothing. */
-  token(): Promise<string | undefined>;
-  /** The core router (events, `addReplica`, `ready()`). */
-  readonly router: Router<unknown>;
-}
+/** `prisma.$lagless`: the one `$lagless` surface of every lagless adapter. */
+export type LaglessClientApi = LaglessHandle<unknown>;
 
 /** What `readReplicas()` adds to a client. */
 export type ReadReplicasClientMethods = {
@@ -113,24 +104,7 @@ interface PendingTransactionWrites {
   pending: boolean;
 }
 
-const ROUTER_OPTION_KEYS = [
-  'balancer',
-  'consistency',
-  'waitTimeoutMs',
-  'onTimeout',
-  'maxLagMs',
-  'maxLagBytes',
-  'replicaTimeoutMs',
-  'probeIntervalMs',
-  'probeTimeoutMs',
-  'readmission',
-  'tokenSecret',
-  'tokenStore',
-  'tokenTtlMs',
-  'onReplicaError',
-  'isConnectionError',
-  'random',
-] as const;
+const ROUTER_OPTION_KEYS = ROUTER_OPTION_NAMES;
 
 /** The LSN the current scope requires, for reads that may be merged with other scopes' reads. */
 async function scopeRequirement(router: Router<unknown>): Promise<Requirement> {
@@ -413,6 +387,8 @@ export function readReplicas(options: ReadReplicasOptions = {}): ReadReplicasExt
     };
 
     const api: LaglessClientApi = {
+      ready: () => engine.router().ready(),
+      close: () => engine.router().close(),
       stats: () => engine.router().stats(),
       session: ((initOrFn: SessionInit | (() => unknown), maybeFn?: () => unknown) => {
         const fn = (maybeFn ?? initOrFn) as () => unknown;
@@ -425,6 +401,7 @@ export function readReplicas(options: ReadReplicasOptions = {}): ReadReplicasExt
       get router() {
         return engine.router();
       },
+      [Symbol.asyncDispose]: () => engine.router().close(),
     };
 
     return base.$extends({

@@ -1,4 +1,4 @@
-import { LaglessError } from '@lagless/core';
+import { describeFailure, LaglessError } from '@lagless/core';
 import type { SqlDriverAdapter, SqlDriverAdapterFactory } from './driver-types.js';
 
 /**
@@ -35,8 +35,16 @@ export class NodeConnection {
 
   /** Runs a probe through the node's own driver adapter; rows as objects, as the router expects. */
   async query(sql: string): Promise<Array<Record<string, unknown>>> {
-    const adapter = await this.adapter();
-    const result = await adapter.queryRaw({ sql, args: [], argTypes: [] });
+    let result: Awaited<ReturnType<SqlDriverAdapter['queryRaw']>>;
+    try {
+      const adapter = await this.adapter();
+      result = await adapter.queryRaw({ sql, args: [], argTypes: [] });
+    } catch (error) {
+      // Prisma's adapter error says only "AuthenticationFailed"; events and ready() should name the
+      // node and the server's own code and words.
+      const { code, message } = describeFailure(error);
+      throw Object.assign(new Error(message, { cause: error }), { code, node: this.name });
+    }
     return result.rows.map((row) => {
       const record: Record<string, unknown> = {};
       result.columnNames.forEach((column, i) => {
