@@ -1,0 +1,136 @@
+// Shared by the fault tests: app instances over a testkit cluster, and concurrent readers that count
+// every read, every failed read and every stale read, with the serving node named by the server.
+import { createRouter, type Router, type RouterOptions } from '@lagless/core';
+import { type PgNode, pgNode } from '@lagless/core/pg';
+import type { Cluster } from '@lagless/testkit';
+import pg from 'pg';
+
+export type Pool = pg.Pool;
+
+/** One app instance: its own pools (through pgNode, as the README shows) and its own router. */
+export interface Instance {
+  readonly router: Router<Pool>;
+  readonly nodes: PgNode<Pool>[];
+  close(): Promise<void>;
+}
+
+export interface InstanceOptions extends Partial<Omit<RouterOptions<Pool>, 'primary' | 'replicas'>> {
+  /** Where the primary is reached (a fault proxy in front of it, say). @default cluster.primary.url */
+  primaryUrl?: string;
+  /** Replica URLs. @default every replica of the cluster */
+  replicaUrls?: readonly string[];
+  pool?: pg.PoolConfig;
+}
+
+export function instance(cluster: Cluster, options: InstanceOptions = {}): Instance {
+  const { primaryUrl, replicaUrls, pool, ...routerOptions } = options;
+  const poolOf = (url: string) =>
+    new pg.Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 1000, ...pool });
+  const primary = pgNode('primary', poolOf(primaryUrl ?? cluster.primary.url));
+  const replicas = (replicaUrls ?? cluster.replicas.map((r) => r.url)).map((url, i) =>
+    pgNode(cluster.replicas[i]?.name ?? `replica${i + 1}`, poolOf(url)),
+  );
+  const router = createRouter<Pool>({ logger: false, ...routerOptions, primary, replicas });
+  const nodes = [primary, ...replicas];
+  return {
+    router,
+    nodes,
+    // The README's teardown order: the router, then the pools.
+    close: async () => {
+      await router.close();
+      await Promise.all(nodes.map((node) => node.end().catch(() => {})));
+    },
+  };
+}
+
+/** What one read saw: the port of the server that ran it, and whether it was older than it must be. */
+export interface Observation {
+  readonly port: number;
+  readonly stale: boolean;
+}
+
+export interface LoadReport {
+  reads: number;
+  failed: number;
+  stale: number;
+  /** Reads per serving port. */
+  byPort: Map<number, number>;
+  /** The first few failures, for the assertion message. */
+  errors: string[];
+  /** The longest single read, in ms. */
+  maxMs: number;
+}
+
+export function emptyReport(): LoadReport {
+  return { reads: 0, failed: 0, stale: 0, byPort: new Map(), errors: [], maxMs: 0 };
+}
+
+/**
+ * Runs `readers` loops of `read` concurrently until `stop()` says so, counting what each read saw.
+ * A read that throws counts as failed (and its message is kept); it never stops the loop.
+ */
+export async function runReaders(
+  readers: number,
+  read: (reader: number, iteration: number) => Promise<Observation>,
+  stop: () => boolean,
+  report: LoadReport = emptyReport(),
+): Promise<LoadReport> {
+  await Promise.all(
+    Array.from({ length: readers }, async (_, reader) => {
+      for (let iteration = 0; !stop(); iteration++) {
+        const started = performance.now();
+        try {
+          const seen = await read(reader, iteration);
+          report.reads++;
+          if (seen.stale) report.stale++;
+          report.byPort.set(seen.port, (report.byPort.get(seen.port) ?? 0) + 1);
+        } catch (error) {
+          report.failed++;
+          if (report.errors.length < 5) report.errors.push(String((error as Error)?.message ?? error));
+        }
+        report.maxMs = Math.max(report.maxMs, performance.now() - started);
+        // Yield, so a read that fails synchronously fast cannot starve the timers that end the run.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }),
+  );
+  return report;
+}
+
+/** Readers that run in the background until `finish()`; `finish()` resolves to their report. */
+export function backgroundReaders(
+  readers: number,
+  read: (reader: number, iteration: number) => Promise<Observation>,
+): { report: LoadReport; finish: () => Promise<LoadReport> } {
+  let stopped = false;
+  const report = emptyReport();
+  const running = runReaders(readers, read, () => stopped, report);
+  return {
+    report,
+    finish: async () => {
+      stopped = true;
+      return running;
+    },
+  };
+}
+
+/** Runs for `ms` of wall time. */
+export function forMs(ms: number): () => boolean {
+  const end = performance.now() + ms;
+  return () => performance.now() >= end;
+}
+
+/** Polls `check` until it holds, or fails naming `what`. */
+export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A readable summary for assertion messages. */
+export function describeReport(report: LoadReport): string {
+  const ports = [...report.byPort].map(([port, n]) => `${port}:${n}`).join(' ');
+  return `${report.reads} reads, ${report.failed} failed, ${report.stale} stale, by port ${ports}; errors: ${report.errors.join(' | ')}`;
+}
