@@ -5,9 +5,10 @@
 //     lagless, in a session, it never does.
 //  3. A replica is killed mid-load: lagless ejects it, retries, fails no read, and readmits it.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createRouter, type RouterNode } from '@lagless/core';
+import { createRouter } from '@lagless/core';
+import { pgNode } from '@lagless/core/pg';
 import { startCluster } from '@lagless/testkit';
-import pg from 'pg';
+import type pg from 'pg';
 
 const PAIRS = 200;
 
@@ -19,14 +20,16 @@ console.log(
 console.log(`  primary   ${cluster.primary.url}`);
 for (const replica of cluster.replicas) console.log(`  ${replica.name.padEnd(9)} ${replica.url}`);
 
-const poolNode = (name: string, url: string): RouterNode<pg.Pool> => {
-  const pool = new pg.Pool({ connectionString: url, max: 8 });
-  pool.on('error', () => {}); // idle clients of the replica we kill below
-  return { name, client: pool, query: async (sql) => (await pool.query(sql)).rows };
-};
-const primary = poolNode('primary', cluster.primary.url);
-const replicas = cluster.replicas.map((r) => poolNode(r.name, r.url));
-const router = createRouter({ primary, replicas, probeIntervalMs: 200, readmission: { initialMs: 200 } });
+// pgNode listens for the pool's 'error': the idle clients of the replica killed below do not crash us.
+const primary = pgNode<pg.Pool>('primary', { connectionString: cluster.primary.url, max: 8 });
+const replicas = cluster.replicas.map((r) => pgNode<pg.Pool>(r.name, { connectionString: r.url, max: 8 }));
+const router = createRouter({
+  primary,
+  replicas,
+  probeIntervalMs: 200,
+  readmission: { initialMs: 200 },
+  logger: false, // the events below tell the story
+});
 router.on('replica-down', ({ replica }) => console.log(`  event: ${replica} ejected`));
 router.on('replica-up', ({ replica }) => console.log(`  event: ${replica} in rotation`));
 
@@ -117,7 +120,7 @@ try {
   console.log(`  primary served ${stats.primary.served}; reads ${JSON.stringify(stats.reads)}`);
 } finally {
   await router.close();
-  await Promise.all([primary, ...replicas].map((n) => n.client.end()));
+  await Promise.all([primary, ...replicas].map((n) => n.end()));
   await cluster.stop();
   console.log('\ncluster stopped and removed');
 }

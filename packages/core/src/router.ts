@@ -15,7 +15,7 @@ import {
 import { type PrimaryStatus, PrimaryTracker } from './primary.js';
 import { type NodeProbes, postgresProbes } from './probes.js';
 import { type Replica, ReplicaHealth } from './replica-health.js';
-import { abortableSleep, DeadlineWatch } from './timeout.js';
+import { DeadlineWatch, wakeAfter } from './timeout.js';
 import { decodeToken } from './token.js';
 
 export type { NodeFailure } from './cluster-watch.js';
@@ -141,8 +141,7 @@ export class Router<C = unknown> implements AsyncDisposable {
       () => this.#watch.identity,
       () => this.#watch.firstRound(),
     );
-    primary.attach?.((error) => this.#primary.reportFailure(error));
-    for (const node of replicas) node.attach?.((error) => this.reportReplicaError(node.name, error));
+    for (const node of [primary, ...replicas]) node.attach?.((error) => this.reportError(node.name, error));
   }
 
   // ---------------------------------------------------------------- public surface
@@ -280,7 +279,7 @@ export class Router<C = unknown> implements AsyncDisposable {
       throw invalidOption('addReplica(node).name', 'a name no other node has', checked.name);
     }
     const replica = this.#health.add(checked);
-    checked.attach?.((error) => this.reportReplicaError(checked.name, error));
+    checked.attach?.((error) => this.reportError(checked.name, error));
     // Before the first round is over, it decides for this replica as for the others.
     await this.#watch.firstRound();
     if (replica.health === 'probing' && replica.reportedIdentity === undefined) await this.#health.admit(replica);
@@ -293,10 +292,22 @@ export class Router<C = unknown> implements AsyncDisposable {
     await this.#health.remove(replica);
   }
 
-  /** Tells the router a replica's connection failed outside a read (e.g. a pool's idle client errored). */
-  reportReplicaError(name: string, error: unknown): void {
+  /**
+   * Tells the router a node's connection failed outside a read (e.g. a pool's idle client errored):
+   * a replica is ejected at once, the primary marked down if the failure is at the connection level.
+   */
+  reportError(name: string, error: unknown): void {
+    if (name === this.#primaryNode.name) {
+      this.#primary.reportFailure(error);
+      return;
+    }
     const replica = this.#health.get(name);
     if (replica) this.#health.eject(replica, error);
+  }
+
+  /** {@link reportError} for a replica. */
+  reportReplicaError(name: string, error: unknown): void {
+    this.reportError(name, error);
   }
 
   stats(): RouterStats {
@@ -506,7 +517,13 @@ export class Router<C = unknown> implements AsyncDisposable {
       }
       const probes = Promise.allSettled(candidates.map((replica) => replica.replayProbe.shared()));
       const remaining = deadline - performance.now();
-      await (remaining > 0 ? Promise.race([probes, abortableSleep(remaining, signal)]) : probes);
+      if (remaining > 0) {
+        const timeout = wakeAfter(remaining, signal);
+        await Promise.race([probes, timeout.promise]);
+        timeout.cancel();
+      } else {
+        await probes;
+      }
       this.#assertOpen();
       const ready = this.#eligible(options, excluded, required());
       if (ready.length > 0) {
@@ -519,7 +536,7 @@ export class Router<C = unknown> implements AsyncDisposable {
         done('timeout');
         return 'timeout';
       }
-      await abortableSleep(Math.min(pause, left), signal);
+      await wakeAfter(Math.min(pause, left), signal).promise;
       this.#assertOpen();
       pause = Math.min(pause * 2, 20);
     }

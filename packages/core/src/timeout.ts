@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { LaglessError } from './errors.js';
 
 /**
@@ -71,7 +70,35 @@ export class DeadlineWatch {
   }
 }
 
-/** Sleeps `ms`, or less when `signal` aborts (a closed router settles its waits at once); never rejects. */
-export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return sleep(ms, undefined, { signal }).catch(() => {});
+/**
+ * A wake-up after `ms`, or at once when `signal` aborts (a closed router settles its waits at
+ * once). `cancel()` removes its timer and its abort listener: a wait that lost a race to a probe
+ * leaves nothing behind (thousands of waiting reads would otherwise pile listeners on the signal).
+ */
+export function wakeAfter(ms: number, signal: AbortSignal): { promise: Promise<void>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const promise = new Promise<void>((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const abort = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    onAbort = abort;
+    timer = setTimeout(() => {
+      signal.removeEventListener('abort', abort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', abort, { once: true });
+  });
+  return {
+    promise,
+    cancel: () => {
+      clearTimeout(timer);
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    },
+  };
 }

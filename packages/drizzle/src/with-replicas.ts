@@ -111,12 +111,13 @@ export function withReplicas<
     primary: { name: resolved.primaryName, client: primary, query: probeQuery(primary) },
     replicas: replicaNodes,
   });
-  replicaNodes.forEach((node) => {
-    // A pg Pool emits 'error' when an idle connection dies (a replica killed under it). Unheard,
-    // that event crashes the process; heard, it ejects the replica before a read trips on it.
-    const client = internals(node.client).$client as Partial<PgPoolLike> | undefined;
-    if (typeof client?.on === 'function') client.on('error', (error) => router.reportReplicaError(node.name, error));
-  });
+  for (const [name, db] of [[resolved.primaryName, primary] as const, ...byName]) {
+    // A pg Pool emits 'error' when an idle connection dies (its server killed, a failover). Unheard,
+    // that event crashes the process; heard, it ejects the replica (or marks the primary down)
+    // before a query trips on it.
+    const client = internals(db).$client as Partial<PgPoolLike> | undefined;
+    if (typeof client?.on === 'function') client.on('error', (error) => router.reportError(name, error));
+  }
 
   const { dialect, _ } = internals(primary);
   const schema =
