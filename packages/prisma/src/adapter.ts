@@ -1,4 +1,4 @@
-import { createRouter, isConnectionLevelError, LaglessError, type Router, type RouterOptions } from '@lagless/core';
+import { createRouter, invalidOption, isConnectionLevelError, type Router, type RouterOptions } from '@lagless/core';
 import type {
   ConnectionInfo,
   IsolationLevel,
@@ -53,22 +53,14 @@ function toNode(
   if (typeof input === 'object' && input !== null && isFactory((input as { adapter?: unknown }).adapter)) {
     const { name, adapter, weight } = input as { name?: unknown; adapter: SqlDriverAdapterFactory; weight?: number };
     if (name !== undefined && (typeof name !== 'string' || name.length === 0)) {
-      throw new LaglessError('INVALID_OPTION', `${option}.name must be a non-empty string, received ${String(name)}`, {
-        context: { option: `${option}.name` },
-      });
+      throw invalidOption(`${option}.name`, 'a non-empty string', name);
     }
     return {
       node: new NodeConnection(name ?? defaultName, adapter, isReplica),
       ...(weight === undefined ? {} : { weight }),
     };
   }
-  throw new LaglessError(
-    'INVALID_OPTION',
-    `${option} must be a Prisma driver adapter (e.g. new PrismaPg(...)) or { name?, adapter, weight? }, received ${
-      input === null ? 'null' : typeof input
-    }`,
-    { context: { option } },
-  );
+  throw invalidOption(option, 'a Prisma driver adapter (e.g. new PrismaPg(...)) or { name?, adapter, weight? }', input);
 }
 
 /**
@@ -88,22 +80,14 @@ export class LaglessAdapter implements SqlDriverAdapterFactory {
 
   constructor(options: LaglessAdapterOptions) {
     if (typeof options !== 'object' || options === null) {
-      throw new LaglessError('INVALID_OPTION', `laglessAdapter(options): options must be an object`);
+      throw invalidOption('laglessAdapter(options)', 'an object', options);
     }
     const primary = toNode(options.primary, 'primary', 'primary', false);
     if (primary.node.factory.provider !== 'postgres') {
-      throw new LaglessError(
-        'INVALID_OPTION',
-        `primary must be a PostgreSQL adapter, received ${primary.node.factory.provider}`,
-        {
-          context: { option: 'primary' },
-        },
-      );
+      throw invalidOption('primary', 'a PostgreSQL driver adapter', `a ${primary.node.factory.provider} adapter`);
     }
     if (options.replicas !== undefined && !Array.isArray(options.replicas)) {
-      throw new LaglessError('INVALID_OPTION', 'replicas must be an array of driver adapters', {
-        context: { option: 'replicas' },
-      });
+      throw invalidOption('replicas', 'an array of driver adapters', options.replicas);
     }
     const replicas = (options.replicas ?? []).map((input, i) => toNode(input, `replicas[${i}]`, `replica-${i}`, true));
     this.#primary = primary.node;

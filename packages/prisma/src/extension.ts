@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import {
   createRouter,
+  invalidOption,
   isConnectionLevelError,
   LaglessError,
   type LaglessHandle,
@@ -170,9 +171,7 @@ function dropInEngine(base: ExtendableClient, options: ReadReplicasOptions): Eng
   const replicas = options.replicas ?? [];
   replicas.forEach((replica, i) => {
     if (typeof replica?.$queryRawUnsafe !== 'function') {
-      throw new LaglessError('INVALID_OPTION', `replicas[${i}] must be a PrismaClient`, {
-        context: { option: `replicas[${i}]` },
-      });
+      throw invalidOption(`replicas[${i}]`, 'a PrismaClient', replica);
     }
   });
   const routerOptions: Partial<RouterOptions<PrismaClientLike>> = {};
@@ -236,26 +235,25 @@ function dropInEngine(base: ExtendableClient, options: ReadReplicasOptions): Eng
 function resolveEngine(base: ExtendableClient, options: ReadReplicasOptions): Engine {
   if (options.replicas !== undefined) {
     if (!Array.isArray(options.replicas)) {
-      throw new LaglessError('INVALID_OPTION', 'replicas must be an array of PrismaClients', {
-        context: { option: 'replicas' },
-      });
+      throw invalidOption('replicas', 'an array of PrismaClients', options.replicas);
     }
     return dropInEngine(base, options);
   }
   const adapter = options.adapter ?? base._engineConfig?.adapter;
   if (!isLaglessAdapter(adapter)) {
-    throw new LaglessError(
-      'INVALID_OPTION',
-      'readReplicas() needs either `replicas: PrismaClient[]` or a client created with `adapter: laglessAdapter({ primary, replicas })`',
-      { context: { option: options.adapter === undefined ? 'replicas' : 'adapter' } },
+    throw invalidOption(
+      options.adapter === undefined ? 'replicas' : 'adapter',
+      '`replicas: PrismaClient[]`, or a client created with `adapter: laglessAdapter({ primary, replicas })`',
+      options.adapter === undefined ? options.replicas : options.adapter,
     );
   }
   const misplaced = ROUTER_OPTION_KEYS.filter((key) => options[key] !== undefined);
   if (misplaced.length > 0) {
-    throw new LaglessError(
-      'INVALID_OPTION',
-      `${misplaced.join(', ')}: with laglessAdapter(), pass router options to laglessAdapter(), not readReplicas()`,
-      { context: { option: misplaced[0] } },
+    const first = misplaced[0] as (typeof misplaced)[number];
+    throw invalidOption(
+      first,
+      `no router option here: with laglessAdapter(), pass ${misplaced.join(', ')} to laglessAdapter(), not readReplicas()`,
+      options[first],
     );
   }
   return fastEngine(adapter);
@@ -356,17 +354,11 @@ function isReadOperation(params: QueryParams, rawQueries: 'primary' | 'replica')
  */
 export function readReplicas(options: ReadReplicasOptions = {}): ReadReplicasExtension {
   if (typeof options !== 'object' || options === null) {
-    throw new LaglessError('INVALID_OPTION', 'readReplicas(options): options must be an object');
+    throw invalidOption('readReplicas(options)', 'an object', options);
   }
   const rawQueries = options.rawQueries ?? 'primary';
   if (rawQueries !== 'primary' && rawQueries !== 'replica') {
-    throw new LaglessError(
-      'INVALID_OPTION',
-      `rawQueries must be 'primary' | 'replica', received ${String(rawQueries)}`,
-      {
-        context: { option: 'rawQueries' },
-      },
-    );
+    throw invalidOption('rawQueries', "'primary' | 'replica'", rawQueries);
   }
   const extension = (client: unknown): unknown => {
     const base = client as ExtendableClient;

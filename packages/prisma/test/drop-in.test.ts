@@ -25,7 +25,10 @@ afterAll(async () => {
 
 function dropIn(options: Parameters<typeof readReplicas>[0] = {}) {
   const replicas = cluster.replicas.map((r) => bareClient(r.url));
-  const prisma = bareClient(cluster.primary.url).$extends(readReplicas({ replicas, probeIntervalMs: 100, ...options }));
+  // A generous probe timeout: a fresh client's first probe connects too, and CI machines are shared.
+  const prisma = bareClient(cluster.primary.url).$extends(
+    readReplicas({ replicas, probeIntervalMs: 100, probeTimeoutMs: 5000, ...options }),
+  );
   clients.push(prisma);
   return prisma;
 }
@@ -79,7 +82,7 @@ describe('drop-in path', () => {
 
   it('rejects bad input with typed errors', () => {
     expect(() => bareClient(cluster.primary.url).$extends(readReplicas({ replicas: [{} as never] }))).toThrow(
-      /replicas\[0\] must be a PrismaClient/,
+      /Invalid option replicas\[0\]: expected a PrismaClient, received \{\}/,
     );
     try {
       bareClient(cluster.primary.url).$extends(readReplicas());
