@@ -130,6 +130,8 @@ export function describeFailure(error: unknown): FailureDescription {
 // Failures to open a connection: a statement that meets one was never sent.
 const NOT_CONNECTED_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'P1001']);
 const NOT_CONNECTED_STATES = new Set(['57P03', '28P01', '28000', '53300', '3D000']);
+// Prisma driver adapters' names for the same failures.
+const NOT_CONNECTED_KINDS = new Set(['DatabaseNotReachable', 'AuthenticationFailed', 'DatabaseDoesNotExist']);
 
 /**
  * True when `error` says the connection was never established, so the statement cannot have run:
@@ -141,6 +143,7 @@ export function isNotConnectedError(error: unknown): boolean {
     if (typeof record.code === 'string' && NOT_CONNECTED_CODES.has(record.code)) return true;
     const state = sqlState(record);
     if (state !== undefined && NOT_CONNECTED_STATES.has(state)) return true;
+    if (typeof record.kind === 'string' && NOT_CONNECTED_KINDS.has(record.kind)) return true;
   }
   return false;
 }

@@ -230,7 +230,16 @@ export class Router<C = unknown> implements AsyncDisposable {
     const scopes = this.#consistency.current();
     if (scopes.length === 0) return 0n;
     const required = await this.#consistency.requirement(scopes);
-    return typeof required === 'bigint' ? required : 'primary';
+    if (typeof required !== 'bigint') return 'primary';
+    if (this.#consistency.hasClaims(scopes) && this.#eligible({}, undefined, required).length === 0) {
+      // The caller routes on this number without coming back: settle a client's token beyond what
+      // we saw the primary reach now (one primary probe, bounded like a wait), not after a wait.
+      const bound = wakeAfter(this.#options.waitTimeoutMs, this.#closing.signal);
+      await Promise.race([this.#consistency.verifyClaims(scopes), bound.promise]);
+      bound.cancel();
+      return this.#consistency.neededNow(scopes);
+    }
+    return required;
   }
 
   /** The current scope's token (after its writes' positions are known), or undefined if it has none. */

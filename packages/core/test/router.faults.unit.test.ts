@@ -143,6 +143,18 @@ describe('the primary away', () => {
     expect(seen.map(([, payload]) => (payload as { reason: string }).reason)).toEqual(['ahead-of-primary']);
   });
 
+  it('requiredLsn() (adapters that route statements themselves) settles such a token before answering', async () => {
+    const fake = new FakeCluster();
+    const router = track(fake.router([fake.replica('r1')], { tokenSecret: SECRET, waitTimeoutMs: 5000 }));
+    await router.ready();
+    const future = encodeToken({ lsn: 0xffff_0000_0000n, systemIdentifier: fake.systemIdentifier }, SECRET);
+    const started = performance.now();
+    expect(await router.session({ token: future }, () => router.requiredLsn())).toBe(0n);
+    expect(performance.now() - started).toBeLessThan(1000);
+    const real = encodeToken({ lsn: fake.primaryLsn, systemIdentifier: fake.systemIdentifier }, SECRET);
+    expect(await router.session({ token: real }, () => router.requiredLsn())).toBe(fake.primaryLsn);
+  });
+
   it('a token ahead of a primary that does not answer waits at most waitTimeoutMs, then follows onTimeout', async () => {
     const fake = new FakeCluster();
     fake.down.add('primary');

@@ -1,7 +1,12 @@
 // Router logic with in-memory fake nodes: no database. Integration tests cover the real thing.
 import { describe, expect, it } from 'vitest';
 import { CoalescedProbe } from '../src/coalesced-probe.js';
-import { isConnectionLevelError, isRecoveryConflict } from '../src/connection-errors.js';
+import {
+  describeFailure,
+  isConnectionLevelError,
+  isNotConnectedError,
+  isRecoveryConflict,
+} from '../src/connection-errors.js';
 import { createRouter, isLaglessError, LaglessError, seededRandom } from '../src/index.js';
 import { PrimaryLsnHistory } from '../src/lag.js';
 import { FakeCluster } from './fake-cluster.js';
@@ -271,6 +276,29 @@ describe('error classification', () => {
       ),
     ).toBe(true);
     expect(isRecoveryConflict(Object.assign(new Error('could not serialize access'), { code: '40001' }))).toBe(false);
+  });
+
+  it('tells a statement that was never sent (no connection) from one that may have run', () => {
+    expect(isNotConnectedError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }))).toBe(true);
+    expect(isNotConnectedError(Object.assign(new Error('auth'), { code: '28P01' }))).toBe(true);
+    expect(isNotConnectedError(new Error('wrapped', { cause: { kind: 'DatabaseNotReachable' } }))).toBe(true);
+    expect(isNotConnectedError(Object.assign(new Error('x'), { code: 'ECONNRESET' }))).toBe(false);
+    expect(isNotConnectedError(new Error('Connection terminated unexpectedly'))).toBe(false);
+  });
+
+  it('describes a failure by the innermost code and message, as Prisma wraps them', () => {
+    const prisma = new Error('AuthenticationFailed', {
+      cause: {
+        kind: 'AuthenticationFailed',
+        originalCode: '28P01',
+        originalMessage: 'password authentication failed for user "u"',
+      },
+    });
+    expect(describeFailure(prisma)).toEqual({ code: '28P01', message: 'password authentication failed for user "u"' });
+    expect(describeFailure(new Error('connect to postgres://u:hunter2@h:1/db failed'))).toEqual({
+      code: undefined,
+      message: 'connect to postgres://u:***@h:1/db failed',
+    });
   });
 });
 

@@ -174,11 +174,15 @@ class RoutingDriverAdapter implements SqlDriverAdapter {
   }
 
   async executeScript(script: string): Promise<void> {
-    const primary = await this.#primary.adapter();
+    let failure: unknown;
     try {
+      const primary = await this.#primary.adapter();
       await primary.executeScript(script);
+    } catch (error) {
+      failure = error;
+      throw error;
     } finally {
-      this.#router.markWrite();
+      this.#router.markWrite(failure);
     }
   }
 
@@ -208,11 +212,14 @@ class RoutingDriverAdapter implements SqlDriverAdapter {
       // No operation claims this statement. Either Prisma merged findUnique calls into a batch that
       // lost every caller's context (it happens), or someone runs SQL without the extension.
       if (this.#factory.routing.inflight.size > 0 && isReadOnlySql(sql)) return this.#read(undefined, run);
-      const primary = await this.#primary.adapter();
+      let failure: unknown;
       try {
-        return await run(primary);
+        return await run(await this.#primary.adapter());
+      } catch (error) {
+        failure = error;
+        throw error;
       } finally {
-        if (!isReadOnlySql(sql)) this.#router.markWrite();
+        if (!isReadOnlySql(sql)) this.#router.markWrite(failure);
       }
     }
     if (ctx.pinned) return this.#onPinned(ctx.pinned, run);

@@ -148,10 +148,12 @@ function fastEngine(adapter: LaglessAdapter): Engine {
       const release = batched
         ? routing.inflight.add(mode === 'primary' ? 'primary' : scopeRequirement(router))
         : undefined;
+      let failure: unknown;
       try {
         // Prisma's query promises are lazy: the context must wrap the awaiting, not the call.
         return await routing.als.run(ctx, async () => await params.query(params.args));
       } catch (error) {
+        failure = error;
         // The router retries a failed first statement elsewhere; a later statement of the same
         // operation (pinned to a replica that just died) cannot move, so the whole read runs again.
         if (!isRead || !ctx.pinned?.isReplica || !isConnectionLevelError(error)) throw error;
@@ -161,7 +163,7 @@ function fastEngine(adapter: LaglessAdapter): Engine {
         release?.();
         // After the operation settled, in the caller's own async context (its scope), and also after
         // a failure: a write can commit and still report an error.
-        if (mode === 'primary' && !isRead && !ctx.committed) router.markWrite();
+        if (mode === 'primary' && !isRead && !ctx.committed) router.markWrite(failure);
       }
     },
   };
@@ -216,10 +218,14 @@ function dropInEngine(base: ExtendableClient, options: ReadReplicasOptions): Eng
           target.role === 'primary' ? params.query(params.args) : invokeOn(client, params),
         );
       }
+      let failure: unknown;
       try {
         return await routing.als.run(ctx, async () => await params.query(params.args));
+      } catch (error) {
+        failure = error;
+        throw error;
       } finally {
-        if (!isRead) router.markWrite();
+        if (!isRead) router.markWrite(failure);
       }
     },
     async connect() {
