@@ -1,7 +1,10 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { isAlive, processTree } from '../src/process-tree.js';
 
@@ -44,4 +47,21 @@ export async function connect(url: string, options: pg.ClientConfig = {}): Promi
   client.on('error', () => {});
   await client.connect();
   return client;
+}
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** Runs an ES module snippet in a child Node process from the repository root; resolves with its exit code and stdout. */
+export async function runScript(script: string): Promise<{ code: number | null; stdout: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let stdout = '';
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout };
 }

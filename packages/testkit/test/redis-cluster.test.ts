@@ -1,16 +1,12 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTestkitError, type RedisCluster, type StartRedisClusterOptions, startRedisCluster } from '../src/index.js';
 import { type RespReply, respCommand } from '../src/resp.js';
-import { canListen, waitFor } from './helpers.js';
+import { canListen, runScript, waitFor } from './helpers.js';
 
-const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const HOST = '127.0.0.1';
 
 const send = (port: number, ...args: string[]): Promise<RespReply> => respCommand(HOST, port, args);
@@ -142,16 +138,7 @@ describe('startRedisCluster', () => {
       "import { startRedisCluster } from './packages/testkit/src/redis-cluster.ts';" +
       'const cluster = await startRedisCluster({ masters: 1 });' +
       'console.log(JSON.stringify({ dir: cluster.dir, ports: [cluster.nodes[0].port, cluster.nodes[0].busPort] }));';
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let output = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => {
-      output += chunk;
-    });
-    const [code] = (await once(child, 'exit')) as [number | null];
+    const { code, stdout: output } = await runScript(script);
     expect(code).toBe(0);
     const { dir, ports } = JSON.parse(output) as { dir: string; ports: number[] };
     expect(ports).toHaveLength(2);

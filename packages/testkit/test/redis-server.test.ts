@@ -1,15 +1,11 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { connect } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isTestkitError } from '../src/errors.js';
 import { type RedisServer, startRedis } from '../src/index.js';
 import { freePort } from '../src/ports.js';
 import { resolveRedisBinary } from '../src/redis-server.js';
-import { canListen, waitFor } from './helpers.js';
+import { canListen, runScript, waitFor } from './helpers.js';
 
-const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const servers: RedisServer[] = [];
 
 afterAll(async () => {
@@ -156,16 +152,7 @@ describe('startRedis', () => {
     const script =
       "import { startRedis } from './packages/testkit/src/redis-server.ts';" +
       'const server = await startRedis(); console.log(server.port);';
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let output = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => {
-      output += chunk;
-    });
-    const [code] = (await once(child, 'exit')) as [number | null];
+    const { code, stdout: output } = await runScript(script);
     expect(code).toBe(0);
     const port = Number(output.trim());
     expect(port).toBeGreaterThan(0);
