@@ -134,3 +134,69 @@ export function describeReport(report: LoadReport): string {
   const ports = [...report.byPort].map(([port, n]) => `${port}:${n}`).join(' ');
   return `${report.reads} reads, ${report.failed} failed, ${report.stale} stale, by port ${ports}; errors: ${report.errors.join(' | ')}`;
 }
+
+// ---------------------------------------------------------------- an `items` table, as the fault tests use it
+
+export const ITEMS_TABLE_SQL = 'CREATE TABLE items (id serial PRIMARY KEY, note text NOT NULL)';
+
+/** A row written in its own session, with the token that session hands its client. */
+export interface Written {
+  readonly id: number;
+  readonly token: string;
+}
+
+/** Inserts a row through `target`; returns its id and the port of the server that took the write. */
+export async function insertItem(target: Instance, note: string): Promise<{ id: number; port: number }> {
+  return target.router.write(async (pool) => {
+    const { rows } = await pool.query<{ id: number; port: number }>(
+      'INSERT INTO items (note) VALUES ($1) RETURNING id, inet_server_port() AS port',
+      [note],
+    );
+    return { id: Number(rows[0]?.id), port: Number(rows[0]?.port) };
+  });
+}
+
+/** Writes `count` rows through `target`, each in its own session, keeping each session's token. */
+export async function writeWithTokens(target: Instance, count: number, label: string): Promise<Written[]> {
+  const written: Written[] = [];
+  for (let i = 0; i < count; i++) {
+    written.push(
+      await target.router.session(async () => {
+        const { id } = await insertItem(target, `${label} ${i}`);
+        const token = await target.router.token();
+        if (token === undefined) throw new Error('a session that wrote must have a token');
+        return { id, token };
+      }),
+    );
+  }
+  return written;
+}
+
+/** One statement names the server and says whether it has the row: the two cannot disagree. */
+export async function readItem(target: Instance, id: number): Promise<Observation> {
+  return target.router.read(async (pool) => {
+    const { rows } = await pool.query<{ port: number; found: boolean }>(
+      'SELECT inet_server_port() AS port, EXISTS (SELECT 1 FROM items WHERE id = $1) AS found',
+      [id],
+    );
+    return { port: Number(rows[0]?.port), stale: rows[0]?.found !== true };
+  });
+}
+
+/** Spreads readers over a list: reader r's i-th read takes a different element than its neighbours'. */
+export function pick<T>(list: readonly T[], reader: number, iteration: number): T {
+  const item = list[(reader * 7 + iteration) % list.length];
+  if (item === undefined) throw new Error('empty list');
+  return item;
+}
+
+/** A session continuing from one of `rows`' tokens reads that row back. */
+export const sessionRead = (target: Instance, rows: readonly Written[]) => (reader: number, iteration: number) => {
+  const { id, token } = pick(rows, reader, iteration);
+  return target.router.session({ token }, () => readItem(target, id));
+};
+
+/** Reads served by the server listening on `port`. */
+export const servedBy = (report: LoadReport, port: number): number => report.byPort.get(port) ?? 0;
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
