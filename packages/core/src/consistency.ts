@@ -5,6 +5,7 @@ import type { RouterEventEmitter } from './events.js';
 import { formatLsn, MAX_LSN } from './lsn.js';
 import { PendingRaises } from './pending-raises.js';
 import type { PrimaryTracker } from './primary.js';
+import { wakeAfter } from './timeout.js';
 import { decodeToken, encodeToken, type TokenRejectionReason } from './token.js';
 import type { TokenLookup, TokenStore } from './token-store.js';
 
@@ -50,6 +51,8 @@ class ConsistencyScope {
    * or failover, or forged when unsigned. Reads honour it until the primary says otherwise.
    */
   claimLsn: bigint | undefined;
+  /** The primary being asked about `claimLsn`, started as soon as the token was decoded. */
+  claimCheck: Promise<void> | undefined;
   onTokenRejected: ((reason: TokenRejectionReason) => void) | undefined;
   storeKey: string | undefined;
   storeLoad: Promise<void> | undefined;
@@ -83,6 +86,9 @@ export class Consistency {
   readonly #primary: PrimaryTracker;
   readonly #identity: () => string | undefined;
   readonly #identitySettled: () => Promise<void>;
+  /** The highest replay position among replicas in rotation, if any is known. */
+  readonly #replayedBySome: () => bigint | undefined;
+  readonly #closing: AbortSignal;
   readonly #scopes = new AsyncLocalStorage<ConsistencyScope>();
   readonly #globalScope: ConsistencyScope | undefined;
   readonly #pendingRaises: PendingRaises | undefined;
@@ -98,7 +104,11 @@ export class Consistency {
     primary: PrimaryTracker,
     identity: () => string | undefined,
     identitySettled: () => Promise<void>,
+    replayedBySome: () => bigint | undefined,
+    closing: AbortSignal,
   ) {
+    this.#replayedBySome = replayedBySome;
+    this.#closing = closing;
     this.#options = options;
     this.#events = events;
     this.#primary = primary;
@@ -231,33 +241,42 @@ export class Consistency {
   }
 
   /**
-   * Asks the primary whether the scopes' unverified token LSNs exist: each is accepted, or rejected
-   * as ahead of the primary. When the primary does not answer, they stay as they are (reads keep
-   * honouring them, bounded by `waitTimeoutMs`).
+   * Settles when the primary has said whether the scopes' unverified token LSNs exist: each is
+   * accepted, or rejected as ahead of the primary. When the primary does not answer, they stay as
+   * they are (reads keep honouring them, bounded by `waitTimeoutMs`). Never rejects.
    */
-  async verifyClaims(scopes: readonly ConsistencyScope[]): Promise<void> {
-    let primaryLsn: bigint;
+  verifyClaims(scopes: readonly ConsistencyScope[]): Promise<void> {
+    const checks: Promise<void>[] = [];
+    for (const scope of scopes) {
+      if (scope.claimLsn === undefined) continue;
+      scope.claimCheck ??= this.#checkClaim(scope);
+      checks.push(scope.claimCheck);
+    }
+    return checks.length === 1 ? (checks[0] as Promise<void>) : Promise.all(checks).then(() => undefined);
+  }
+
+  async #checkClaim(scope: ConsistencyScope): Promise<void> {
+    let primaryLsn: bigint | undefined;
     try {
-      // Fresh: a probe that started before the token's write would wrongly call it impossible.
+      // Fresh: a probe that started before the token arrived may predate the write it stands for.
       primaryLsn = await this.#primary.walProbe.fresh();
     } catch {
+      // Unanswered: the claim stands, and a later read may ask again.
+    }
+    scope.claimCheck = undefined;
+    const claim = scope.claimLsn;
+    if (primaryLsn === undefined || claim === undefined) return;
+    if (claim <= primaryLsn) {
+      this.#acceptClaim(scope);
       return;
     }
-    for (const scope of scopes) {
-      const claim = scope.claimLsn;
-      if (claim === undefined) continue;
-      if (claim <= primaryLsn) {
-        this.#acceptClaim(scope);
-        continue;
-      }
-      scope.claimLsn = undefined;
-      this.#reject(
-        scope,
-        new LaglessError('INVALID_TOKEN', 'Rejected consistency token: its LSN is ahead of the primary', {
-          context: { reason: 'ahead-of-primary', tokenLsn: formatLsn(claim), primaryLsn: formatLsn(primaryLsn) },
-        }),
-      );
-    }
+    scope.claimLsn = undefined;
+    this.#reject(
+      scope,
+      new LaglessError('INVALID_TOKEN', 'Rejected consistency token: its LSN is ahead of the primary', {
+        context: { reason: 'ahead-of-primary', tokenLsn: formatLsn(claim), primaryLsn: formatLsn(primaryLsn) },
+      }),
+    );
   }
 
   /** The current scope's token, or undefined when it requires nothing (or the cluster is unknown). */
@@ -265,6 +284,13 @@ export class Consistency {
     const scope = this.#scopes.getStore() ?? this.#globalScope;
     if (!scope || this.#options.consistency === 'none') return undefined;
     await this.requirement([scope]);
+    if (scope.claimLsn !== undefined) {
+      // A client's position the primary has not confirmed must not be handed back as ours: past
+      // this request's writes, a bogus one would make the next request drop them with it.
+      const bound = wakeAfter(this.#options.waitTimeoutMs, this.#closing);
+      await Promise.race([this.verifyClaims([scope]), bound.promise]);
+      bound.cancel();
+    }
     const lsn = scope.needed;
     if (lsn === 0n) return undefined;
     const systemIdentifier = this.#identity();
@@ -296,8 +322,14 @@ export class Consistency {
     }
     this.#tokens.accepted++;
     const latest = this.#primary.history.latestLsn;
-    if (latest !== undefined && lsn <= latest) scope.raise(lsn);
-    else if (lsn > scope.requiredLsn) scope.claimLsn = lsn;
+    const replayed = this.#replayedBySome();
+    // Seen on the primary, or replayed by a replica (which cannot be ahead of its primary): real.
+    if ((latest !== undefined && lsn <= latest) || (replayed !== undefined && lsn <= replayed)) scope.raise(lsn);
+    else if (lsn > scope.requiredLsn) {
+      scope.claimLsn = lsn;
+      // Asked now, so the answer is usually in by the time the request reads.
+      void this.verifyClaims([scope]);
+    }
   }
 
   #acceptClaim(scope: ConsistencyScope): void {

@@ -251,7 +251,13 @@ class RedisStore implements RedisTokenStore {
       const reply = await this.#call('check', () =>
         (this.#redis.config as NonNullable<RedisLike['config']>)('GET', name),
       );
-      return Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : undefined;
+      // RESP2 replies [name, value]; ioredis 6 with `replyMapping: 'resp3'` replies { name: value }.
+      const value = Array.isArray(reply)
+        ? reply[1]
+        : typeof reply === 'object' && reply !== null
+          ? (reply as Record<string, unknown>)[name]
+          : undefined;
+      return typeof value === 'string' ? value : undefined;
     };
     const policy = await setting('maxmemory-policy');
     if (policy?.startsWith('allkeys')) {

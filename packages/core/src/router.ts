@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { type Balancer, createBalancer } from './balancers.js';
 import { ClusterWatch, type NodeFailure } from './cluster-watch.js';
 import { isConnectionLevelError, isRecoveryConflict } from './connection-errors.js';
@@ -115,6 +116,8 @@ export class Router<C = unknown> implements AsyncDisposable {
     );
     for (const node of replicas) this.#health.add(node);
     this.#deadlines = new DeadlineWatch(Math.min(250, Math.max(5, resolved.replicaTimeoutMs / 20)));
+    // Every read waiting for a replica listens for close(): hundreds at once is normal, not a leak.
+    setMaxListeners(0, this.#closing.signal);
     // Checks start at once so the first read rarely waits for them; ready() reports what failed.
     this.#watch = new ClusterWatch(
       {
@@ -140,6 +143,8 @@ export class Router<C = unknown> implements AsyncDisposable {
       this.#primary,
       () => this.#watch.identity,
       () => this.#watch.firstRound(),
+      () => this.#highestReplay(),
+      this.#closing.signal,
     );
     for (const node of [primary, ...replicas]) node.attach?.((error) => this.reportError(node.name, error));
   }
@@ -408,17 +413,18 @@ export class Router<C = unknown> implements AsyncDisposable {
         replica = this.#balancer.pick(ready);
       } else if (required > 0n) {
         let current = (): bigint => required;
+        let claimsSettled: Promise<void> | undefined;
         if (this.#consistency.hasClaims(scopes)) {
-          // A client's token beyond anything seen on the primary: ask the primary while waiting,
-          // and stop honouring it if the primary never got that far.
-          void this.#consistency.verifyClaims(scopes);
+          // A client's token beyond anything seen on the primary: the primary is being asked; stop
+          // honouring it the moment it says it never got that far.
+          claimsSettled = this.#consistency.verifyClaims(scopes);
           const minLsn = options.minLsn ?? 0n;
           current = () => {
             const scoped = this.#consistency.neededNow(scopes);
             return scoped > minLsn ? scoped : minLsn;
           };
         }
-        const waited = await this.#waitForReplay(current, options, excluded);
+        const waited = await this.#waitForReplay(current, options, excluded, claimsSettled);
         required = current();
         if (waited === 'timeout') {
           if (this.#options.onTimeout === 'error') {
@@ -474,6 +480,20 @@ export class Router<C = unknown> implements AsyncDisposable {
     }
   }
 
+  #highestReplay(): bigint | undefined {
+    let highest: bigint | undefined;
+    for (const replica of this.#health.values()) {
+      if (
+        replica.available &&
+        replica.replayLsn !== undefined &&
+        (highest === undefined || replica.replayLsn > highest)
+      ) {
+        highest = replica.replayLsn;
+      }
+    }
+    return highest;
+  }
+
   #lagOf(replica: Replica<C>): { bytes: number; ms: number } | undefined {
     return replica.replayLsn === undefined
       ? undefined
@@ -504,6 +524,7 @@ export class Router<C = unknown> implements AsyncDisposable {
     required: () => bigint,
     options: ReadOptions,
     excluded: ReadonlySet<Replica<C>> | undefined,
+    requirementMayDrop?: Promise<void>,
   ): Promise<Replica<C> | undefined | 'timeout'> {
     this.#reads.waits++;
     const started = performance.now();
@@ -518,6 +539,11 @@ export class Router<C = unknown> implements AsyncDisposable {
       });
     };
     let pause = 1;
+    // Raced only until it settles once: a settled promise in every race would make this loop spin.
+    let drop = requirementMayDrop;
+    void drop?.then(() => {
+      drop = undefined;
+    });
     for (;;) {
       const candidates = this.#eligible(options, excluded);
       if (candidates.length === 0) {
@@ -528,7 +554,9 @@ export class Router<C = unknown> implements AsyncDisposable {
       const remaining = deadline - performance.now();
       if (remaining > 0) {
         const timeout = wakeAfter(remaining, signal);
-        await Promise.race([probes, timeout.promise]);
+        await Promise.race(
+          requirementMayDrop ? [probes, timeout.promise, requirementMayDrop] : [probes, timeout.promise],
+        );
         timeout.cancel();
       } else {
         await probes;
@@ -545,7 +573,9 @@ export class Router<C = unknown> implements AsyncDisposable {
         done('timeout');
         return 'timeout';
       }
-      await wakeAfter(Math.min(pause, left), signal).promise;
+      const backoff = wakeAfter(Math.min(pause, left), signal);
+      await (drop ? Promise.race([backoff.promise, drop]) : backoff.promise);
+      backoff.cancel();
       this.#assertOpen();
       pause = Math.min(pause * 2, 20);
     }

@@ -96,6 +96,26 @@ describe('redisTokenStore with a fake client', () => {
     expect(calls[0]?.slice(3)).toEqual(['00000016B374D848', 2]);
   });
 
+  it('reads CONFIG GET replies in RESP2 and RESP3 shapes', async () => {
+    const reply = (policy: string) => ({
+      get: async () => null,
+      eval: async () => null,
+      config: async (_: 'GET', name: string) =>
+        name === 'maxmemory-policy' ? policy : name === 'maxmemory' ? '0' : undefined,
+    });
+    const resp2 = redisTokenStore({
+      ...reply(''),
+      config: async (_: 'GET', name: string) => [name, name === 'maxmemory' ? '0' : 'allkeys-lfu'],
+    });
+    const resp3 = redisTokenStore({
+      ...reply(''),
+      config: async (_: 'GET', name: string) => ({ [name]: name === 'maxmemory' ? '0' : 'allkeys-lfu' }),
+    });
+    for (const store of [resp2, resp3]) {
+      expect(await store.check()).toEqual([expect.stringContaining('maxmemory-policy is allkeys-lfu')]);
+    }
+  });
+
   it('treats a reply that is not a stored LSN as unavailable, not as no token', async () => {
     const store = redisTokenStore({ get: async () => 'garbage', eval: async () => 42 });
     expectCode(await rejection(store.get('s')), 'TOKEN_STORE_UNAVAILABLE');

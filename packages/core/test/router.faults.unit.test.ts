@@ -143,6 +143,19 @@ describe('the primary away', () => {
     expect(seen.map(([, payload]) => (payload as { reason: string }).reason)).toEqual(['ahead-of-primary']);
   });
 
+  it("a request that writes while carrying such a token hands back its own write's position, not the bogus one", async () => {
+    const fake = new FakeCluster();
+    const router = track(fake.router([fake.replica('r1')], { tokenSecret: SECRET, waitTimeoutMs: 5000 }));
+    await router.ready();
+    const future = encodeToken({ lsn: 0xffff_0000_0000n, systemIdentifier: fake.systemIdentifier }, SECRET);
+    const minted = await router.session({ token: future }, async () => {
+      await router.write(async () => fake.write());
+      return router.token();
+    });
+    expect(await router.decodeToken(minted ?? '')).toBe(fake.primaryLsn);
+    expect(router.stats().tokens.rejected).toBe(1);
+  });
+
   it('requiredLsn() (adapters that route statements themselves) settles such a token before answering', async () => {
     const fake = new FakeCluster();
     const router = track(fake.router([fake.replica('r1')], { tokenSecret: SECRET, waitTimeoutMs: 5000 }));

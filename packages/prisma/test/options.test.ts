@@ -23,14 +23,26 @@ function invalid(fn: () => unknown, message: RegExp): void {
 
 describe('laglessAdapter options', () => {
   it('rejects what is not a driver adapter, naming the option', () => {
-    invalid(() => laglessAdapter(undefined as never), /Invalid option laglessAdapter\(options\): expected an object, received undefined/);
-    invalid(() => laglessAdapter({ primary: 'postgres://x' as never }), /Invalid option primary: expected a Prisma driver adapter .* received "postgres:\/\/x"/);
+    invalid(
+      () => laglessAdapter(undefined as never),
+      /Invalid option laglessAdapter\(options\): expected an object, received undefined/,
+    );
+    invalid(
+      () => laglessAdapter({ primary: 'postgres://x' as never }),
+      /Invalid option primary: expected a Prisma driver adapter .* received "postgres:\/\/x"/,
+    );
     invalid(
       () => laglessAdapter({ primary: pg(), replicas: [pg(), {} as never] }),
       /Invalid option replicas\[1\]: expected a Prisma driver adapter/,
     );
-    invalid(() => laglessAdapter({ primary: pg(), replicas: pg() as never }), /Invalid option replicas: expected an array of driver adapters/);
-    invalid(() => laglessAdapter({ primary: { name: '', adapter: pg() } }), /Invalid option primary\.name: expected a non-empty string, received ""/);
+    invalid(
+      () => laglessAdapter({ primary: pg(), replicas: pg() as never }),
+      /Invalid option replicas: expected an array of driver adapters/,
+    );
+    invalid(
+      () => laglessAdapter({ primary: { name: '', adapter: pg() } }),
+      /Invalid option primary\.name: expected a non-empty string, received ""/,
+    );
   });
 
   it('validates router options eagerly (core messages)', () => {
@@ -65,7 +77,10 @@ describe('readReplicas options', () => {
 
   it('refuses router options on the fast path (they belong to laglessAdapter)', () => {
     const client = new PrismaClient({ adapter: laglessAdapter({ primary: pg(), probeIntervalMs: 0 }) });
-    invalid(() => client.$extends(readReplicas({ balancer: 'random' })), /Invalid option balancer: expected no router option here: with laglessAdapter\(\), pass balancer to laglessAdapter\(\)/);
+    invalid(
+      () => client.$extends(readReplicas({ balancer: 'random' })),
+      /Invalid option balancer: expected no router option here: with laglessAdapter\(\), pass balancer to laglessAdapter\(\)/,
+    );
   });
 
   it('rejects a bad rawQueries value', () => {
