@@ -30,6 +30,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Two files at a time: most of a test's time is spent waiting on servers, not on this process.
+    maxWorkers: 2,
     reporters: process.env.CI ? ['default'] : ['default'],
   },
 });

@@ -293,6 +293,8 @@ export class Consistency {
     }
     const lsn = scope.needed;
     if (lsn === 0n) return undefined;
+    // A router made just now may not have learned the cluster's identity yet: wait for its checks.
+    if (this.#identity() === undefined) await this.#identitySettled();
     const systemIdentifier = this.#identity();
     if (systemIdentifier === undefined) return undefined;
     return encodeToken({ lsn, systemIdentifier }, this.#options.tokenSecrets[0]);

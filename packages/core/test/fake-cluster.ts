@@ -20,6 +20,8 @@ export class FakeCluster {
   readonly replicaOptions = new Map<string, FakeReplicaOptions>();
   primaryProbes = 0;
   identityProbes = 0;
+  /** How long every identity probe takes to answer, in ms. */
+  identityDelayMs = 0;
 
   primary(): RouterNode<string> {
     return this.#node('primary');
@@ -53,6 +55,7 @@ export class FakeCluster {
     };
     return {
       identity: async () => {
+        if (this.identityDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.identityDelayMs));
         await reachable();
         this.identityProbes++;
         if (role === 'primary') {

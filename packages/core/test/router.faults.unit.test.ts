@@ -224,6 +224,19 @@ describe('the primary away', () => {
   });
 });
 
+describe('tokens a router hands out', () => {
+  it('a router made just now waits for its first checks before minting a token', async () => {
+    const fake = new FakeCluster();
+    fake.identityDelayMs = 30;
+    const router = track(fake.router([fake.replica('r1')]));
+    const token = await router.session(async () => {
+      await router.write(async () => fake.write());
+      return router.token();
+    });
+    expect(token).toMatch(/^l1\./);
+  });
+});
+
 describe('tokens a client sends', () => {
   const cases: Array<[string, (fake: FakeCluster) => unknown, string]> = [
     [
