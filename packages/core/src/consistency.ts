@@ -161,12 +161,16 @@ export class Consistency {
       // Checked now when it can be without I/O, else on the first read.
       if (this.#identity() !== undefined) this.#decodeToken(scope);
     }
-    if (init.key !== undefined) this.#loadFromStore(scope, init.key);
+    // Awaited inside the scope: `fn` may return a lazy promise (Prisma's) that only starts its query
+    // when awaited, and must find the scope then.
+    const body = async (): Promise<T> => await fn();
+    if (init.key === undefined) return await this.#scopes.run(scope, body);
+    this.#loadFromStore(scope, init.key);
     try {
-      return await this.#scopes.run(scope, async () => await fn());
+      return await this.#scopes.run(scope, body);
     } finally {
       // Another instance may serve this user's next request: its LSN goes to the store before we answer.
-      if (scope.storeKey !== undefined) await this.#settleStoreWrites(scope);
+      await this.#settleStoreWrites(scope);
     }
   }
 

@@ -237,6 +237,20 @@ describe('tokens a router hands out', () => {
   });
 });
 
+describe('sessions', () => {
+  it('a lazy promise returned by the session body runs inside the session (Prisma queries are lazy)', async () => {
+    const fake = new FakeCluster();
+    const router = track(fake.router([fake.replica('r1')]));
+    await router.ready();
+    const token = encodeToken({ lsn: fake.primaryLsn, systemIdentifier: fake.systemIdentifier });
+    // Like a PrismaPromise: nothing runs until someone calls then().
+    const lazy = {
+      then: (resolve: (v: unknown) => void, reject: (e: unknown) => void) => router.requiredLsn().then(resolve, reject),
+    };
+    expect(await router.session({ token }, () => lazy as unknown as Promise<bigint>)).toBe(fake.primaryLsn);
+  });
+});
+
 describe('tokens a client sends', () => {
   const cases: Array<[string, (fake: FakeCluster) => unknown, string]> = [
     [
