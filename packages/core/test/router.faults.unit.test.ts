@@ -245,6 +245,7 @@ describe('sessions', () => {
     const token = encodeToken({ lsn: fake.primaryLsn, systemIdentifier: fake.systemIdentifier });
     // Like a PrismaPromise: nothing runs until someone calls then().
     const lazy = {
+      // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose, as Prisma's lazy promises are.
       then: (resolve: (v: unknown) => void, reject: (e: unknown) => void) => router.requiredLsn().then(resolve, reject),
     };
     expect(await router.session({ token }, () => lazy as unknown as Promise<bigint>)).toBe(fake.primaryLsn);
