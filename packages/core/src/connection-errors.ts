@@ -124,6 +124,14 @@ export function describeFailure(error: unknown): FailureDescription {
     if (code !== undefined && own !== undefined && message === text) break;
   }
   if (message === undefined) message = typeof error === 'string' ? error : String(error);
+  // Prisma's adapter errors without a server message say only their kind: add where, and use the
+  // kind as the code.
+  const adapterError = [...errorChain(error)].find((record) => typeof record.kind === 'string');
+  if (adapterError && message === adapterError.kind) {
+    const { host, port } = adapterError;
+    if (typeof host === 'string') message = `${message} (${host}${port === undefined ? '' : `:${String(port)}`})`;
+    code ??= adapterError.kind as string;
+  }
   return { code, message: redactSecrets(message.split('\n', 1)[0] ?? message) };
 }
 

@@ -295,6 +295,13 @@ describe('error classification', () => {
       },
     });
     expect(describeFailure(prisma)).toEqual({ code: '28P01', message: 'password authentication failed for user "u"' });
+    const unreachable = new Error('DatabaseNotReachable', {
+      cause: { kind: 'DatabaseNotReachable', host: '127.0.0.1', port: 1 },
+    });
+    expect(describeFailure(unreachable)).toEqual({
+      code: 'DatabaseNotReachable',
+      message: 'DatabaseNotReachable (127.0.0.1:1)',
+    });
     expect(describeFailure(new Error('connect to postgres://u:hunter2@h:1/db failed'))).toEqual({
       code: undefined,
       message: 'connect to postgres://u:***@h:1/db failed',
