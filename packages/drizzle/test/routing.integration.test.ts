@@ -290,6 +290,15 @@ describe.each(drivers)('withReplicas over $name', (driver) => {
       await expect(db.select({ port }).from(probe)).rejects.toMatchObject({ code: 'INVALID_OPTION' });
     });
 
+    it('$lagless is disposable: `await using` closes its router', async () => {
+      const { db } = makeDb();
+      {
+        await using lagless = db.$lagless;
+        await lagless.ready();
+      }
+      await expect(db.select({ port }).from(probe)).rejects.toMatchObject({ code: 'CLOSED' });
+    });
+
     it('an empty replica list reads from the primary', async () => {
       const primary = connect(cluster.primary.url);
       const db = withReplicas(primary, []);

@@ -44,6 +44,21 @@ describe('lifecycle', () => {
     await settled(idle);
   });
 
+  it('$lagless is the one handle: ready(), stats(), and `await using` closes the router', async () => {
+    const { prisma } = fastClient(cluster);
+    try {
+      {
+        await using lagless = prisma.$lagless;
+        await lagless.ready();
+        await prisma.user.count();
+        expect(lagless.stats().replicas.map((r) => r.state)).toEqual(['up', 'up']);
+      }
+      await expect(prisma.user.count()).rejects.toThrow(/this router was closed/);
+    } finally {
+      await prisma.$disconnect();
+    }
+  });
+
   it('drop-in path: $disconnect closes the primary and replica clients', async () => {
     const idle = await connections();
     const replicas = cluster.replicas.map((r) => bareClient(r.url));
