@@ -23,6 +23,11 @@ export interface RouterNode<C = unknown> {
   /** Share of reads under the `weighted` balancer. @default 1 */
   readonly weight?: number;
   /**
+   * Where this node runs (a zone, a region: any name). With the router's `zone`, replicas in the
+   * same zone serve reads first. @default undefined (no zone)
+   */
+  readonly zone?: string;
+  /**
    * Called once by the router that takes this node, with a function to report failures seen
    * outside reads (e.g. a pool's idle connection dying): a replica is ejected at once, the
    * primary marked down. `pgNode()` from `@lagless/core/pg` wires a pg Pool's `'error'` here.
@@ -37,11 +42,23 @@ export interface RouterOptions<C = unknown> {
   /** @default 'least-connections' */
   balancer?: BalancerName | BalancerFunction;
   /**
-   * `session`: reads inside `session()` never see data older than that scope's writes.
-   * `global`: the whole process reads its own writes. `none`: replicas may be behind.
+   * `session`: reads inside `session()` see that session's writes and never go back in time;
+   * reads outside any session see every write this process made. `global`: every read sees every
+   * write this process made, inside sessions too. `none`: replicas may be behind.
    * @default 'session'
    */
   consistency?: ConsistencyMode;
+  /**
+   * Inside a session, no read shows data older than an earlier read of the same session (it stays
+   * on the replica it used, or requires what that replica had replayed when it switches).
+   * @default true
+   */
+  monotonicReads?: boolean;
+  /**
+   * This app's zone: replicas with the same `zone` serve its reads while one of them can; others
+   * only when none in the zone can. @default undefined (zones ignored)
+   */
+  zone?: string | undefined;
   /** How long a read that needs an LSN no replica has replayed waits before `onTimeout`. @default 200 */
   waitTimeoutMs?: number;
   /** What a read does when no replica catches up within `waitTimeoutMs`. @default 'primary' */
@@ -111,6 +128,8 @@ export const ROUTER_OPTION_NAMES = Object.freeze([
   'random',
   'systemIdentifier',
   'logger',
+  'monotonicReads',
+  'zone',
 ] as const satisfies ReadonlyArray<Exclude<keyof RouterOptions, 'primary' | 'replicas'>>);
 
 type MissingRouterOptionNames = Exclude<
@@ -141,6 +160,8 @@ export interface ResolvedRouterOptions {
   readonly random: () => number;
   readonly systemIdentifier: string | undefined;
   readonly logger: RouterLogger | undefined;
+  readonly monotonicReads: boolean;
+  readonly zone: string | undefined;
 }
 
 function duration(
@@ -174,6 +195,9 @@ export function validateNode<C>(node: unknown, option: string): RouterNode<C> {
     !(typeof candidate.weight === 'number' && candidate.weight > 0 && Number.isFinite(candidate.weight))
   ) {
     throw invalidOption(`${option}.weight`, 'a positive finite number', candidate.weight);
+  }
+  if (candidate.zone !== undefined && (typeof candidate.zone !== 'string' || candidate.zone.length === 0)) {
+    throw invalidOption(`${option}.zone`, 'a non-empty string', candidate.zone);
   }
   return candidate as RouterNode<C>;
 }
@@ -217,6 +241,11 @@ export function resolveRouterOptions<C>(options: RouterOptions<C>): {
   if (options.logger !== undefined && options.logger !== false && typeof options.logger !== 'function') {
     throw invalidOption('logger', 'a function (line) => void, or false', options.logger);
   }
+  const monotonicReads = options.monotonicReads ?? true;
+  if (typeof monotonicReads !== 'boolean') throw invalidOption('monotonicReads', 'a boolean', monotonicReads);
+  if (options.zone !== undefined && (typeof options.zone !== 'string' || options.zone.length === 0)) {
+    throw invalidOption('zone', 'a non-empty string', options.zone);
+  }
   const store = options.tokenStore;
   if (store !== undefined && (typeof store?.get !== 'function' || typeof store?.raise !== 'function')) {
     throw invalidOption('tokenStore', 'a TokenStore { get, raise }', store);
@@ -246,6 +275,8 @@ export function resolveRouterOptions<C>(options: RouterOptions<C>): {
     random: options.random ?? Math.random,
     systemIdentifier,
     logger: options.logger,
+    monotonicReads,
+    zone: options.zone,
   });
   return { primary, replicas, resolved };
 }

@@ -18,6 +18,8 @@ export interface PgPoolConfig {
 export interface PgNodeOptions {
   /** Share of reads under the `weighted` balancer. @default 1 */
   weight?: number;
+  /** Where the node runs (see the router's `zone`). @default undefined */
+  zone?: string;
 }
 
 /** A router node over a node-postgres pool. */
@@ -52,6 +54,7 @@ export function pgNode<P extends PgPoolLike = PgPoolLike>(
     client: pool,
     pool,
     ...(options.weight === undefined ? {} : { weight: options.weight }),
+    ...(options.zone === undefined ? {} : { zone: options.zone }),
     query: async (sql) => (await pool.query(sql)).rows,
     attach(reporter) {
       report = reporter;

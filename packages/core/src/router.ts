@@ -39,6 +39,8 @@ export interface ReadOptions {
 
 export interface ReplicaStats {
   name: string;
+  /** The node's `zone`, or null. */
+  zone: string | null;
   state: 'up' | 'down' | 'probing';
   inFlight: number;
   served: number;
@@ -52,7 +54,15 @@ export interface ReplicaStats {
 export interface RouterStats {
   primary: { name: string; state: PrimaryStatus; served: number; inFlight: number; walLsn: string | null };
   replicas: ReplicaStats[];
-  reads: { replica: number; primary: number; waits: number; fallbacks: number; retries: number };
+  reads: {
+    replica: number;
+    primary: number;
+    waits: number;
+    fallbacks: number;
+    retries: number;
+    /** Replica reads served per zone (replicas without a zone are left out). */
+    byZone: Record<string, number>;
+  };
   writes: number;
   /** Round trips spent reading the primary's WAL position (shared by concurrent writers). */
   walProbes: number;
@@ -329,10 +339,14 @@ export class Router<C = unknown> implements AsyncDisposable {
 
   stats(): RouterStats {
     const replicas: ReplicaStats[] = [];
+    const byZone: Record<string, number> = {};
     for (const replica of this.#health.values()) {
       const lag = this.#lagOf(replica);
+      const zone = replica.node.zone;
+      if (zone !== undefined) byZone[zone] = (byZone[zone] ?? 0) + replica.served;
       replicas.push({
         name: replica.name,
+        zone: zone ?? null,
         state: replica.health,
         inFlight: replica.inFlight,
         served: replica.served,
@@ -354,7 +368,7 @@ export class Router<C = unknown> implements AsyncDisposable {
         walLsn: walLsn === undefined ? null : formatLsn(walLsn),
       },
       replicas,
-      reads: { ...this.#reads },
+      reads: { ...this.#reads, byZone },
       writes: consistency.writes,
       walProbes: this.#primary.walProbe.started,
       tokens: consistency.tokens,
@@ -413,7 +427,7 @@ export class Router<C = unknown> implements AsyncDisposable {
       let replica: Replica<C> | undefined;
       const ready = this.#eligible(options, excluded, required);
       if (ready.length > 0) {
-        replica = this.#balancer.pick(ready);
+        replica = this.#pick(ready);
       } else if (required > 0n) {
         let current = (): bigint => required;
         let claimsSettled: Promise<void> | undefined;
@@ -481,6 +495,17 @@ export class Router<C = unknown> implements AsyncDisposable {
       unwatch?.();
       replica.endRead(latency);
     }
+  }
+
+  /** The balancer's choice, among this app's zone's replicas while any of them can serve. */
+  #pick(ready: Replica<C>[]): Replica<C> {
+    const zone = this.#options.zone;
+    if (zone !== undefined && ready.length > 1) {
+      let local: Replica<C>[] | undefined;
+      for (const replica of ready) if (replica.node.zone === zone) (local ??= []).push(replica);
+      if (local !== undefined && local.length < ready.length) return this.#balancer.pick(local);
+    }
+    return this.#balancer.pick(ready);
   }
 
   #highestReplay(): bigint | undefined {
@@ -567,7 +592,7 @@ export class Router<C = unknown> implements AsyncDisposable {
       this.#assertOpen();
       const ready = this.#eligible(options, excluded, required());
       if (ready.length > 0) {
-        const replica = this.#balancer.pick(ready);
+        const replica = this.#pick(ready);
         done('replica', replica);
         return replica;
       }

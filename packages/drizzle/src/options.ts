@@ -21,6 +21,8 @@ export interface WithReplicasOptions<Q> extends Omit<RouterOptions<Q>, 'primary'
   replicaNames?: readonly string[];
   /** Share of reads of each replica under the `weighted` balancer, in the order of `replicas`. @default all 1 */
   replicaWeights?: readonly number[];
+  /** Zone of each replica, in the order of `replicas` (see the router's `zone`). @default none */
+  replicaZones?: readonly string[];
 }
 
 export interface ResolvedOptions<Q> {
@@ -29,6 +31,7 @@ export interface ResolvedOptions<Q> {
   readonly primaryName: string;
   readonly replicaNames: readonly string[];
   readonly replicaWeights: readonly number[] | undefined;
+  readonly replicaZones: readonly string[] | undefined;
 }
 
 /** Validates what the router does not know about; the router validates the rest when it is built. */
@@ -44,7 +47,7 @@ export function resolveOptions<Q>(third: unknown, replicaCount: number): Resolve
       throw invalidOption(key, `no such option (it is withReplicas()' ${position} argument)`, (options as never)[key]);
     }
   }
-  const { getReplica, primaryName = 'primary', replicaNames, replicaWeights, ...router } = options;
+  const { getReplica, primaryName = 'primary', replicaNames, replicaWeights, replicaZones, ...router } = options;
   if (getReplica !== undefined && typeof getReplica !== 'function') {
     throw invalidOption('getReplica', 'a function (replicas) => replica', getReplica);
   }
@@ -65,5 +68,8 @@ export function resolveOptions<Q>(third: unknown, replicaCount: number): Resolve
   if (replicaWeights !== undefined && (!Array.isArray(replicaWeights) || replicaWeights.length !== replicaCount)) {
     throw invalidOption('replicaWeights', `${replicaCount} positive numbers, one per replica`, replicaWeights);
   }
-  return { router, getReplica, primaryName, replicaNames: names, replicaWeights };
+  if (replicaZones !== undefined && (!Array.isArray(replicaZones) || replicaZones.length !== replicaCount)) {
+    throw invalidOption('replicaZones', `${replicaCount} zone names, one per replica`, replicaZones);
+  }
+  return { router, getReplica, primaryName, replicaNames: names, replicaWeights, replicaZones };
 }

@@ -103,7 +103,14 @@ export function withReplicas<
     const name = resolved.replicaNames[i] as string;
     byName.set(name, db);
     const weight = resolved.replicaWeights?.[i];
-    return { name, client: db, query: probeQuery(db), ...(weight === undefined ? {} : { weight }) };
+    const zone = resolved.replicaZones?.[i];
+    return {
+      name,
+      client: db,
+      query: probeQuery(db),
+      ...(weight === undefined ? {} : { weight }),
+      ...(zone === undefined ? {} : { zone }),
+    };
   });
   const router = createRouter<Q>({
     ...resolved.router,

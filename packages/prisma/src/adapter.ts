@@ -22,6 +22,8 @@ export type LaglessNodeInput =
       adapter: SqlDriverAdapterFactory;
       /** Share of reads under the `weighted` balancer. @default 1 */
       weight?: number;
+      /** Where the node runs; with the router's `zone`, same-zone replicas serve reads first. @default undefined */
+      zone?: string;
     };
 
 /** Options of {@link laglessAdapter}: the nodes, plus every option of the core router. */
@@ -48,19 +50,29 @@ function toNode(
   option: string,
   defaultName: string,
   isReplica: boolean,
-): { node: NodeConnection; weight?: number } {
+): { node: NodeConnection; weight?: number; zone?: string } {
   if (isFactory(input)) return { node: new NodeConnection(defaultName, input, isReplica) };
   if (typeof input === 'object' && input !== null && isFactory((input as { adapter?: unknown }).adapter)) {
-    const { name, adapter, weight } = input as { name?: unknown; adapter: SqlDriverAdapterFactory; weight?: number };
+    const { name, adapter, weight, zone } = input as {
+      name?: unknown;
+      adapter: SqlDriverAdapterFactory;
+      weight?: number;
+      zone?: string;
+    };
     if (name !== undefined && (typeof name !== 'string' || name.length === 0)) {
       throw invalidOption(`${option}.name`, 'a non-empty string', name);
     }
     return {
       node: new NodeConnection(name ?? defaultName, adapter, isReplica),
       ...(weight === undefined ? {} : { weight }),
+      ...(zone === undefined ? {} : { zone }),
     };
   }
-  throw invalidOption(option, 'a Prisma driver adapter (e.g. new PrismaPg(...)) or { name?, adapter, weight? }', input);
+  throw invalidOption(
+    option,
+    'a Prisma driver adapter (e.g. new PrismaPg(...)) or { name?, adapter, weight?, zone? }',
+    input,
+  );
 }
 
 /**
@@ -93,11 +105,12 @@ export class LaglessAdapter implements SqlDriverAdapterFactory {
     this.#primary = primary.node;
     this.#nodes = [primary.node, ...replicas.map((r) => r.node)];
     const { primary: _p, replicas: _r, ...routerOptions } = options;
-    const asRouterNode = ({ node, weight }: { node: NodeConnection; weight?: number }) => ({
+    const asRouterNode = ({ node, weight, zone }: { node: NodeConnection; weight?: number; zone?: string }) => ({
       name: node.name,
       client: node,
       query: (sql: string) => node.query(sql),
       ...(weight === undefined ? {} : { weight }),
+      ...(zone === undefined ? {} : { zone }),
     });
     this.#routerOptions = { ...routerOptions, primary: asRouterNode(primary), replicas: replicas.map(asRouterNode) };
     // Validates every router option now, where the mistake is, rather than at the first query.
