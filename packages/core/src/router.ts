@@ -501,9 +501,8 @@ export class Router<C = unknown> implements AsyncDisposable {
   #pick(ready: Replica<C>[]): Replica<C> {
     const zone = this.#options.zone;
     if (zone !== undefined && ready.length > 1) {
-      let local: Replica<C>[] | undefined;
-      for (const replica of ready) if (replica.node.zone === zone) (local ??= []).push(replica);
-      if (local !== undefined && local.length < ready.length) return this.#balancer.pick(local);
+      const local = ready.filter((replica) => replica.node.zone === zone);
+      if (local.length > 0 && local.length < ready.length) return this.#balancer.pick(local);
     }
     return this.#balancer.pick(ready);
   }
