@@ -43,6 +43,28 @@ export function instance(cluster: Cluster, options: InstanceOptions = {}): Insta
   };
 }
 
+/** {@link instance}, with replica i + 1 placed in `zones[i]` (replicas past the list have no zone). */
+export function zonedInstance(cluster: Cluster, zones: readonly string[], options: InstanceOptions = {}): Instance {
+  const { primaryUrl, replicaUrls, pool, ...routerOptions } = options;
+  const poolOf = (url: string) =>
+    new pg.Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 1000, ...pool });
+  const primary = pgNode('primary', poolOf(primaryUrl ?? cluster.primary.url));
+  const replicas = (replicaUrls ?? cluster.replicas.map((r) => r.url)).map((url, i) => {
+    const zone = zones[i];
+    return pgNode(cluster.replicas[i]?.name ?? `replica${i + 1}`, poolOf(url), zone === undefined ? {} : { zone });
+  });
+  const router = createRouter<Pool>({ logger: false, ...routerOptions, primary, replicas });
+  const nodes = [primary, ...replicas];
+  return {
+    router,
+    nodes,
+    close: async () => {
+      await router.close();
+      await Promise.all(nodes.map((node) => node.end().catch(() => {})));
+    },
+  };
+}
+
 /** What one read saw: the port of the server that ran it, and whether it was older than it must be. */
 export interface Observation {
   readonly port: number;

@@ -13,7 +13,16 @@ import type { TokenLookup, TokenStore } from './token-store.js';
 export type ConsistencyMode = 'none' | 'session' | 'global';
 
 /** Why a read must go to the primary: what it needs cannot be known elsewhere. */
-export type PrimaryOnlyReason = 'store-unavailable' | 'write-position-unknown';
+export type PrimaryOnlyReason = 'store-unavailable' | 'write-position-unknown' | 'read-position-unknown';
+
+/** What a scope needs of a replica it read from, to bound what that read saw. */
+export interface ReadSource {
+  readonly available: boolean;
+  /** Changes whenever the replica was ejected or refused: what it serves may have gone back. */
+  readonly incarnation: number;
+  /** The replica's replay position, read after the call began. */
+  readonly replayProbe: { fresh(): Promise<{ readonly replayLsn: bigint | undefined }> };
+}
 
 export interface SessionInit {
   /**
@@ -29,6 +38,7 @@ export interface SessionInit {
 
 export interface ConsistencyOptions {
   readonly consistency: ConsistencyMode;
+  readonly monotonicReads: boolean;
   /** Signing key first; empty when tokens are unsigned. */
   readonly tokenSecrets: readonly Uint8Array[];
   readonly tokenStore: TokenStore | undefined;
@@ -37,9 +47,20 @@ export interface ConsistencyOptions {
   readonly random: () => number;
 }
 
-/** The consistency state of one scope: a session, or the whole process under `global`. */
+/** The consistency state of one scope: a session, or the whole process. */
 class ConsistencyScope {
+  /** A session's (monotonic reads, tokens), or the process-wide one every write raises. */
+  readonly kind: 'session' | 'process';
+  /** The session this one is nested in: its writes raise that one too. */
+  readonly parent: ConsistencyScope | undefined;
   requiredLsn = 0n;
+  /**
+   * Replicas this session read from since its requirement last covered what it saw, with their
+   * incarnation then, and the read's sequence number. While only one, live and unchanged, staying
+   * there keeps reads monotonic for free; leaving it needs what it had replayed since.
+   */
+  readonly readFrom = new Map<ReadSource, { readonly incarnation: number; readonly seq: number }>();
+  readSeq = 0;
   /** LSN captures of writes still in flight; reads wait for them. */
   readonly pending = new Set<Promise<void>>();
   /** Writes whose position could not be read: the next read re-reads it, or goes to the primary. */
@@ -58,6 +79,11 @@ class ConsistencyScope {
   storeLoad: Promise<void> | undefined;
   storeFailed = false;
   readonly storeRaises = new Set<Promise<void>>();
+
+  constructor(kind: 'session' | 'process', parent?: ConsistencyScope) {
+    this.kind = kind;
+    this.parent = parent;
+  }
 
   raise(lsn: bigint): void {
     if (lsn > this.requiredLsn) this.requiredLsn = lsn;
@@ -90,7 +116,8 @@ export class Consistency {
   readonly #replayedBySome: () => bigint | undefined;
   readonly #closing: AbortSignal;
   readonly #scopes = new AsyncLocalStorage<ConsistencyScope>();
-  readonly #globalScope: ConsistencyScope | undefined;
+  /** Raised by every write of this process; honoured outside sessions (inside too, under `global`). */
+  readonly #processScope: ConsistencyScope | undefined;
   readonly #pendingRaises: PendingRaises | undefined;
   readonly #tokens = { accepted: 0, rejected: 0 };
   #storeDown = false;
@@ -114,7 +141,7 @@ export class Consistency {
     this.#primary = primary;
     this.#identity = identity;
     this.#identitySettled = identitySettled;
-    this.#globalScope = options.consistency === 'global' ? new ConsistencyScope() : undefined;
+    this.#processScope = options.consistency === 'none' ? undefined : new ConsistencyScope('process');
     const store = options.tokenStore;
     this.#pendingRaises =
       store &&
@@ -140,18 +167,102 @@ export class Consistency {
 
   /** The scopes whose requirements a read here must meet, innermost first. */
   current(): readonly ConsistencyScope[] {
-    if (this.#options.consistency === 'none') return NO_SCOPES;
+    const process = this.#processScope;
+    if (process === undefined) return NO_SCOPES;
     const session = this.#scopes.getStore();
-    if (this.#globalScope) return session ? [session, this.#globalScope] : [this.#globalScope];
-    return session ? [session] : NO_SCOPES;
+    if (session === undefined) return [process];
+    // Inside a session, only the session's own scope: a request is not slowed by other users' writes.
+    return this.#options.consistency === 'global' ? [session, process] : [session];
+  }
+
+  /** The scopes a write raises: the session's and those it is nested in, and always the process's. */
+  #writeScopes(): readonly ConsistencyScope[] {
+    const process = this.#processScope;
+    if (process === undefined) return NO_SCOPES;
+    const scopes: ConsistencyScope[] = [];
+    for (let session = this.#scopes.getStore(); session !== undefined; session = session.parent) scopes.push(session);
+    scopes.push(process);
+    return scopes;
+  }
+
+  // ------------------------------------------------------------------ monotonic reads
+
+  /** The one replica the current session may stay on without any check, if there is one. */
+  stickyReplica<R extends ReadSource>(scopes: readonly ConsistencyScope[]): R | undefined {
+    const session = scopes[0];
+    if (!this.#options.monotonicReads || session?.kind !== 'session' || session.readFrom.size !== 1) return undefined;
+    const [entry] = session.readFrom as unknown as Map<R, { incarnation: number }>;
+    if (entry === undefined) return undefined;
+    const [replica, { incarnation }] = entry;
+    return replica.available && replica.incarnation === incarnation ? replica : undefined;
+  }
+
+  /** True when the current session read from replicas its requirement does not cover yet. */
+  hasUncoveredReads(scopes: readonly ConsistencyScope[]): boolean {
+    const session = scopes[0];
+    return this.#options.monotonicReads && session?.kind === 'session' && session.readFrom.size > 0;
+  }
+
+  /** A read of the current session just returned from `replica`. */
+  readOn(scopes: readonly ConsistencyScope[], replica: ReadSource): void {
+    const session = scopes[0];
+    if (!this.#options.monotonicReads || session?.kind !== 'session') return;
+    // The sessions it is nested in go on after it: what it saw bounds their next reads too.
+    for (let scope: ConsistencyScope | undefined = session; scope !== undefined; scope = scope.parent) {
+      scope.readFrom.set(replica, { incarnation: replica.incarnation, seq: ++scope.readSeq });
+    }
+  }
+
+  /**
+   * Raises the current session past everything its reads saw: each replica's replay position read
+   * after those reads ended (an upper bound of what they saw), or the primary's position when a
+   * replica is gone or changed. False when no bound could be read.
+   */
+  async coverReads(scopes: readonly ConsistencyScope[]): Promise<boolean> {
+    const session = scopes[0];
+    if (session?.kind !== 'session' || session.readFrom.size === 0) return true;
+    const sources = [...session.readFrom];
+    const bounds = await Promise.all(
+      sources.map(async ([replica, { incarnation }]) => {
+        if (replica.available && replica.incarnation === incarnation) {
+          const seen = await replica.replayProbe.fresh().catch(() => undefined);
+          // Unchanged since: a live standby's replay only moves forwards.
+          if (seen?.replayLsn !== undefined && replica.incarnation === incarnation) return seen.replayLsn;
+        }
+        // It restarted or is gone: whatever it served, the primary had written by now.
+        return this.#primary.walProbe.fresh().catch(() => undefined);
+      }),
+    );
+    if (bounds.some((bound) => bound === undefined)) return false;
+    for (const bound of bounds) session.raise(bound as bigint);
+    // A concurrent read that ended on one of them meanwhile may have seen more: it stays to cover.
+    for (const [replica, read] of sources) if (session.readFrom.get(replica) === read) session.readFrom.delete(replica);
+    return true;
+  }
+
+  /**
+   * A read of the current session ran on the primary: it may have seen anything committed until it
+   * ended, so the session requires the primary's position after it (a later replica read cannot
+   * show less). The capture is shared with writers' and read only by the session's next read.
+   */
+  readOnPrimary(): void {
+    const session = this.#scopes.getStore();
+    if (!this.#options.monotonicReads || session === undefined || this.#processScope === undefined) return;
+    const position = this.#primary.walProbe.fresh();
+    for (let scope: ConsistencyScope | undefined = session; scope !== undefined; scope = scope.parent) {
+      this.#capture(scope, position);
+    }
   }
 
   /** Runs `fn` in a fresh scope (nested in the current one, if any). */
   async session<T>(init: SessionInit, fn: () => Promise<T> | T): Promise<T> {
-    const scope = new ConsistencyScope();
-    // A nested session never reads older data than the one around it.
+    // A nested session never reads older data than the one around it, and its writes raise that one.
     const parent = this.#scopes.getStore();
-    if (parent) scope.raise(parent.requiredLsn);
+    const scope = new ConsistencyScope('session', parent);
+    if (parent) {
+      scope.raise(parent.requiredLsn);
+      for (const [replica, read] of parent.readFrom) scope.readFrom.set(replica, read);
+    }
     if (init.onTokenRejected !== undefined && typeof init.onTokenRejected !== 'function') {
       throw invalidOption('session(init).onTokenRejected', 'a function', init.onTokenRejected);
     }
@@ -181,22 +292,25 @@ export class Consistency {
   markWrite(error?: unknown): void {
     if (error !== undefined && isNotConnectedError(error)) return;
     this.#writes++;
-    const scopes = this.current();
+    const scopes = this.#writeScopes();
     if (scopes.length === 0) return;
     const position = this.#primary.walProbe.fresh();
-    for (const scope of scopes) {
-      const capture = position.then(
-        (lsn) => {
-          scope.raise(lsn);
-          this.#raiseInStore(scope, lsn);
-        },
-        () => {
-          scope.unresolvedWrites++;
-        },
-      );
-      scope.pending.add(capture);
-      void capture.then(() => scope.pending.delete(capture));
-    }
+    for (const scope of scopes) this.#capture(scope, position);
+  }
+
+  /** Raises `scope` to `position` once it is known; its reads wait for that meanwhile. */
+  #capture(scope: ConsistencyScope, position: Promise<bigint>): void {
+    const capture = position.then(
+      (lsn) => {
+        scope.raise(lsn);
+        this.#raiseInStore(scope, lsn);
+      },
+      () => {
+        scope.unresolvedWrites++;
+      },
+    );
+    scope.pending.add(capture);
+    void capture.then(() => scope.pending.delete(capture));
   }
 
   /**
@@ -285,9 +399,11 @@ export class Consistency {
 
   /** The current scope's token, or undefined when it requires nothing (or the cluster is unknown). */
   async token(): Promise<string | undefined> {
-    const scope = this.#scopes.getStore() ?? this.#globalScope;
+    const scope = this.#scopes.getStore() ?? this.#processScope;
     if (!scope || this.#options.consistency === 'none') return undefined;
     await this.requirement([scope]);
+    // What the session showed its client travels too: the next request continues from there.
+    if (scope.readFrom.size > 0) await this.coverReads([scope]);
     if (scope.claimLsn !== undefined) {
       // A client's position the primary has not confirmed must not be handed back as ours: past
       // this request's writes, a bogus one would make the next request drop them with it.

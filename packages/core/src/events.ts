@@ -24,7 +24,13 @@ export interface RouterEvents {
   wait: { requiredLsn: string; waitedMs: number; outcome: 'replica' | 'timeout' | 'no-replica'; replica?: string };
   /** A read went to the primary although it could have gone to a replica. */
   fallback: {
-    reason: 'lsn-timeout' | 'no-replica' | 'retries-exhausted' | 'store-unavailable' | 'write-position-unknown';
+    reason:
+      | 'lsn-timeout'
+      | 'no-replica'
+      | 'retries-exhausted'
+      | 'store-unavailable'
+      | 'write-position-unknown'
+      | 'read-position-unknown';
   };
   /** A read failed on a replica at the connection level and runs again elsewhere. */
   retry: { replica: string; error: unknown };

@@ -56,25 +56,39 @@ function clearedCookieLine(attributes: string): string {
   return `${TOKEN_COOKIE}=; Max-Age=0; ${attributes}`;
 }
 
+/** What a response carries back: a token when it moved on, or a cookie clearing an ignored one. */
+interface Outgoing {
+  readonly token: string | undefined;
+  readonly clearCookie: boolean;
+}
+
 /**
- * The session init for one request: its token, its store key, and a flag raised when the token
- * was ignored (so the response replaces the cookie that carried it).
+ * The session init for one request (its token, its store key), and what its response must carry
+ * once the session's token is known.
  */
 function requestInit<R>(
   request: R,
-  token: string | undefined,
+  incoming: string | undefined,
   options: TokenHttpOptions<R>,
-): { init: SessionInit; rejected: () => boolean } {
+): { init: SessionInit; outgoing: (computed: string | undefined) => Outgoing } {
   let rejected = false;
   const init: SessionInit = {
-    token,
+    token: incoming,
     onTokenRejected: () => {
       rejected = true;
     },
   };
   const key = options.key?.(request);
   if (key !== undefined) init.key = key;
-  return { init, rejected: () => rejected };
+  const cookie = options.cookie ?? true;
+  return {
+    init,
+    // The client already holds the token it sent: a header and a cookie only when it moved on.
+    outgoing: (computed) => ({
+      token: computed !== undefined && computed !== incoming ? computed : undefined,
+      clearCookie: computed === undefined && cookie && rejected,
+    }),
+  };
 }
 
 /**
@@ -90,7 +104,7 @@ export async function withTokenScope(
 ): Promise<Response> {
   const cookie = options.cookie ?? true;
   const attributes = options.cookieAttributes ?? DEFAULT_COOKIE_ATTRIBUTES;
-  const { init, rejected } = requestInit(
+  const { init, outgoing } = requestInit(
     request,
     readToken((name) => request.headers.get(name), cookie),
     options,
@@ -98,9 +112,8 @@ export async function withTokenScope(
   return scope.session(init, async () => {
     const response = await handler(request);
     // The response is what matters now: a token we cannot compute is left off, never an error.
-    const token = await scope.token().catch(() => undefined);
-    const clear = !token && cookie && rejected();
-    if (!token && !clear) return response;
+    const { token, clearCookie } = outgoing(await scope.token().catch(() => undefined));
+    if (!token && !clearCookie) return response;
     // Responses from fetch() or Response.redirect() have immutable headers: copy before touching them.
     const out = new Response(response.body, response);
     if (token) {
@@ -126,7 +139,7 @@ export function tokenMiddleware(
   const cookie = options.cookie ?? true;
   const attributes = options.cookieAttributes ?? DEFAULT_COOKIE_ATTRIBUTES;
   return (req, res, next) => {
-    const { init, rejected } = requestInit(
+    const { init, outgoing } = requestInit(
       req,
       readToken((name) => req.headers[name], cookie),
       options,
@@ -140,12 +153,13 @@ export function tokenMiddleware(
             // Called inside the session, so token() sees this request's writes.
             res.end = ((...args: unknown[]) => {
               scope.token().then(
-                (token) => {
+                (computed) => {
+                  const { token, clearCookie } = outgoing(computed);
                   if (!res.headersSent) {
                     if (token) {
                       res.setHeader(TOKEN_HEADER, token);
                       if (cookie) res.appendHeader('set-cookie', cookieLine(token, attributes));
-                    } else if (cookie && rejected()) {
+                    } else if (clearCookie) {
                       res.appendHeader('set-cookie', clearedCookieLine(attributes));
                     }
                   }

@@ -35,6 +35,8 @@ export class Replica<C> implements BalancerCandidate {
   #drained: (() => void) | undefined;
   // Health: written by ReplicaHealth only.
   health: ReplicaHealthState = 'probing';
+  /** Bumped whenever it is ejected or refused: what it serves afterwards may be older than before. */
+  incarnation = 0;
   replayLsn: bigint | undefined;
   replayAt = 0;
   attempt = 0;
@@ -217,6 +219,7 @@ export class ReplicaHealth<C> {
   eject(replica: Replica<C>, error: unknown): void {
     // A standby restarted after a crash can serve reads before it re-reaches its old position.
     forgetReplay(replica);
+    replica.incarnation++;
     if (replica.misconfigured || replica.removed || this.#closed) return;
     const wasUp = replica.health === 'up';
     const firstFailure = replica.attempt === 0;
@@ -284,6 +287,7 @@ export class ReplicaHealth<C> {
       context: { replica: replica.name },
     });
     replica.misconfigured = error;
+    replica.incarnation++;
     replica.lastFailure = { code: 'REPLICA_MISCONFIGURED', reason: error.message };
     replica.health = 'down';
     forgetReplay(replica);

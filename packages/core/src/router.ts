@@ -35,7 +35,14 @@ export interface ReadOptions {
   maxStalenessMs?: number;
   /** An LSN this read must see, on top of its scope's. */
   minLsn?: bigint;
+  /**
+   * Any replica may serve, whatever it has replayed: no session or process requirement applies
+   * (what `$replica()` asks for). `minLsn` still does.
+   */
+  anyReplica?: boolean;
 }
+
+const NO_SCOPES: readonly Scope[] = Object.freeze([]);
 
 export interface ReplicaStats {
   name: string;
@@ -82,6 +89,7 @@ export interface RouterInternals {
 }
 
 type RunOn<C, T> = (client: C, target: RouteTarget) => Promise<T> | T;
+type FallbackReason = RouterEvents['fallback']['reason'];
 
 const PRIMARY_TARGET_ROLE = 'primary' as const;
 
@@ -143,6 +151,7 @@ export class Router<C = unknown> implements AsyncDisposable {
     this.#consistency = new Consistency(
       {
         consistency: resolved.consistency,
+        monotonicReads: resolved.monotonicReads,
         tokenSecrets: resolved.tokenSecrets,
         tokenStore: resolved.tokenStore,
         tokenTtlMs: resolved.tokenTtlMs,
@@ -187,7 +196,7 @@ export class Router<C = unknown> implements AsyncDisposable {
     if (!this.#watch.firstRoundDone) await this.#watch.firstRound();
     if (this.#health.size === 0) return this.#onPrimary(fn);
     let required = options.minLsn ?? 0n;
-    const scopes = this.#consistency.current();
+    const scopes = options.anyReplica ? NO_SCOPES : this.#consistency.current();
     if (scopes.length > 0) {
       const scoped = await this.#consistency.requirement(scopes);
       if (typeof scoped !== 'bigint') return this.#onPrimary(fn, scoped);
@@ -397,13 +406,16 @@ export class Router<C = unknown> implements AsyncDisposable {
 
   // ---------------------------------------------------------------- the read loop
 
-  async #onPrimary<T>(fn: RunOn<C, T>, fallback?: RouterEvents['fallback']['reason']): Promise<T> {
+  async #onPrimary<T>(fn: RunOn<C, T>, fallback?: FallbackReason): Promise<T> {
     if (fallback) {
       this.#reads.fallbacks++;
       this.#events.emit('fallback', { reason: fallback });
     }
     this.#reads.primary++;
-    return this.#runOnPrimary(fn);
+    const result = await this.#runOnPrimary(fn);
+    // With no replica every read is on the primary, monotonic without anything to record.
+    if (this.#health.size > 0) this.#consistency.readOnPrimary();
+    return result;
   }
 
   async #runOnPrimary<T>(fn: RunOn<C, T>): Promise<T> {
@@ -424,40 +436,16 @@ export class Router<C = unknown> implements AsyncDisposable {
     let excluded: Set<Replica<C>> | undefined;
     // One retry on another replica, then the primary.
     for (let attempt = 0; attempt < 2; attempt++) {
-      let replica: Replica<C> | undefined;
-      const ready = this.#eligible(options, excluded, required);
-      if (ready.length > 0) {
-        replica = this.#pick(ready);
-      } else if (required > 0n) {
-        let current = (): bigint => required;
-        let claimsSettled: Promise<void> | undefined;
-        if (this.#consistency.hasClaims(scopes)) {
-          // A client's token beyond anything seen on the primary: the primary is being asked; stop
-          // honouring it the moment it says it never got that far.
-          claimsSettled = this.#consistency.verifyClaims(scopes);
-          const minLsn = options.minLsn ?? 0n;
-          current = () => {
-            const scoped = this.#consistency.neededNow(scopes);
-            return scoped > minLsn ? scoped : minLsn;
-          };
-        }
-        const waited = await this.#waitForReplay(current, options, excluded, claimsSettled);
-        required = current();
-        if (waited === 'timeout') {
-          if (this.#options.onTimeout === 'error') {
-            throw new LaglessError(
-              'LSN_WAIT_TIMEOUT',
-              `no replica replayed ${formatLsn(required)} within ${this.#options.waitTimeoutMs} ms`,
-              { context: { requiredLsn: formatLsn(required), waitTimeoutMs: this.#options.waitTimeoutMs } },
-            );
-          }
-          return this.#onPrimary(fn, 'lsn-timeout');
-        }
-        replica = waited;
+      const choice = await this.#choose(options, excluded, required, scopes);
+      if (typeof choice.to === 'string') {
+        return this.#onPrimary(fn, choice.to === 'no-replica' && attempt > 0 ? 'retries-exhausted' : choice.to);
       }
-      if (!replica) return this.#onPrimary(fn, attempt === 0 ? 'no-replica' : 'retries-exhausted');
+      required = choice.required;
+      const replica = choice.to;
       try {
-        return await this.#runOnReplica(replica, fn);
+        const result = await this.#runOnReplica(replica, fn);
+        this.#consistency.readOn(scopes, replica);
+        return result;
       } catch (error) {
         const conflict = isRecoveryConflict(error);
         if (!conflict && !this.#isConnectionError(error)) throw error;
@@ -469,6 +457,53 @@ export class Router<C = unknown> implements AsyncDisposable {
       }
     }
     return this.#onPrimary(fn, 'retries-exhausted');
+  }
+
+  /**
+   * The replica a read goes to, or why the primary serves it; and what it requires now (a session
+   * leaving the replica it read from requires more).
+   */
+  async #choose(
+    options: ReadOptions,
+    excluded: ReadonlySet<Replica<C>> | undefined,
+    required: bigint,
+    scopes: readonly Scope[],
+  ): Promise<{ to: Replica<C> | FallbackReason; required: bigint }> {
+    // Staying on the replica the session read from keeps its reads monotonic at no cost.
+    const sticky = this.#consistency.stickyReplica<Replica<C>>(scopes);
+    if (sticky !== undefined && this.#canServe(sticky, options, excluded, required)) return { to: sticky, required };
+    if (this.#consistency.hasUncoveredReads(scopes)) {
+      // Leaving it: the next replica must have replayed at least what the session saw there.
+      if (!(await this.#consistency.coverReads(scopes))) return { to: 'read-position-unknown', required };
+      const covered = this.#consistency.neededNow(scopes);
+      if (covered > required) required = covered;
+    }
+    const ready = this.#eligible(options, excluded, required);
+    if (ready.length > 0) return { to: this.#pick(ready), required };
+    if (required === 0n) return { to: 'no-replica', required };
+    let current = (): bigint => required;
+    let claimsSettled: Promise<void> | undefined;
+    if (this.#consistency.hasClaims(scopes)) {
+      // A client's token beyond anything seen on the primary: the primary is being asked; stop
+      // honouring it the moment it says it never got that far.
+      claimsSettled = this.#consistency.verifyClaims(scopes);
+      const minLsn = options.minLsn ?? 0n;
+      current = () => {
+        const scoped = this.#consistency.neededNow(scopes);
+        return scoped > minLsn ? scoped : minLsn;
+      };
+    }
+    const waited = await this.#waitForReplay(current, options, excluded, claimsSettled);
+    required = current();
+    if (waited !== 'timeout') return { to: waited ?? 'no-replica', required };
+    if (this.#options.onTimeout === 'error') {
+      throw new LaglessError(
+        'LSN_WAIT_TIMEOUT',
+        `no replica replayed ${formatLsn(required)} within ${this.#options.waitTimeoutMs} ms`,
+        { context: { requiredLsn: formatLsn(required), waitTimeoutMs: this.#options.waitTimeoutMs } },
+      );
+    }
+    return { to: 'lsn-timeout', required };
   }
 
   async #runOnReplica<T>(replica: Replica<C>, fn: RunOn<C, T>): Promise<T> {
@@ -529,21 +564,29 @@ export class Router<C = unknown> implements AsyncDisposable {
 
   /** Replicas that may serve a read now; with `required`, only those known to have replayed it. */
   #eligible(options: ReadOptions, excluded: ReadonlySet<Replica<C>> | undefined, required = 0n): Replica<C>[] {
-    const maxLagMs = Math.min(this.#options.maxLagMs, options.maxStalenessMs ?? Number.POSITIVE_INFINITY);
-    const maxLagBytes = this.#options.maxLagBytes;
-    const limitLag = maxLagMs !== Number.POSITIVE_INFINITY || maxLagBytes !== Number.POSITIVE_INFINITY;
     const out: Replica<C>[] = [];
     for (const replica of this.#health.values()) {
-      if (!replica.available || excluded?.has(replica)) continue;
-      if (required > 0n && (replica.replayLsn === undefined || replica.replayLsn < required)) continue;
-      if (limitLag) {
-        // Unmeasured lag counts as too much: a limit is a promise we cannot keep blind.
-        const lag = this.#lagOf(replica);
-        if (!lag || lag.ms > maxLagMs || lag.bytes > maxLagBytes) continue;
-      }
-      out.push(replica);
+      if (this.#canServe(replica, options, excluded, required)) out.push(replica);
     }
     return out;
+  }
+
+  #canServe(
+    replica: Replica<C>,
+    options: ReadOptions,
+    excluded: ReadonlySet<Replica<C>> | undefined,
+    required: bigint,
+  ): boolean {
+    if (!replica.available || excluded?.has(replica)) return false;
+    if (required > 0n && (replica.replayLsn === undefined || replica.replayLsn < required)) return false;
+    const maxLagMs = Math.min(this.#options.maxLagMs, options.maxStalenessMs ?? Number.POSITIVE_INFINITY);
+    const maxLagBytes = this.#options.maxLagBytes;
+    if (maxLagMs !== Number.POSITIVE_INFINITY || maxLagBytes !== Number.POSITIVE_INFINITY) {
+      // Unmeasured lag counts as too much: a limit is a promise we cannot keep blind.
+      const lag = this.#lagOf(replica);
+      if (!lag || lag.ms > maxLagMs || lag.bytes > maxLagBytes) return false;
+    }
+    return true;
   }
 
   /** Polls the eligible replicas' replay positions until one reaches `required()` or time runs out. */

@@ -69,3 +69,144 @@ describe('zones', () => {
     });
   });
 });
+
+describe('monotonic reads in a session', () => {
+  it('a session stays on the replica it read from, even under round-robin', async () => {
+    const fake = new FakeCluster();
+    const router = track(fake.router([fake.replica('r1'), fake.replica('r2')], { balancer: 'round-robin' }));
+    await router.ready();
+    const served = await router.session(async () => {
+      const seen: string[] = [];
+      for (let i = 0; i < 6; i++) seen.push(await readOn(fake, router));
+      return seen;
+    });
+    expect(new Set(served).size).toBe(1);
+    // Outside a session, round-robin alternates as asked.
+    const outside = [await readOn(fake, router), await readOn(fake, router)];
+    expect(new Set(outside).size).toBe(2);
+  });
+
+  it('with monotonicReads: false, a session alternates like any read', async () => {
+    const fake = new FakeCluster();
+    const router = track(
+      fake.router([fake.replica('r1'), fake.replica('r2')], { balancer: 'round-robin', monotonicReads: false }),
+    );
+    await router.ready();
+    const served = await router.session(async () => [await readOn(fake, router), await readOn(fake, router)]);
+    expect(new Set(served).size).toBe(2);
+  });
+
+  it('leaving a replica that went down requires the primary position: it may have shown anything up to it', async () => {
+    const fake = new FakeCluster();
+    const router = track(
+      fake.router([fake.replica('r1'), fake.replica('r2')], { balancer: 'round-robin', waitTimeoutMs: 20 }),
+    );
+    await router.ready();
+    await router.session(async () => {
+      const first = await readOn(fake, router);
+      const other = first === 'r1' ? 'r2' : 'r1';
+      // The first replica moved on before it died; the other did not.
+      fake.write();
+      fake.catchUp(first);
+      fake.down.add(first);
+      router.reportReplicaError(first, Object.assign(new Error('x'), { code: 'ECONNRESET' }));
+      expect(await readOn(fake, router)).toBe('primary');
+      fake.catchUp(other);
+      expect(await readOn(fake, router)).toBe(other);
+    });
+  });
+
+  it('a token after a session that only read bounds what it saw; another instance continues from it', async () => {
+    const fake = new FakeCluster();
+    const a = track(fake.router([fake.replica('r1')]));
+    await a.ready();
+    const token = await a.session(async () => {
+      await readOn(fake, a);
+      return a.token();
+    });
+    expect(await a.decodeToken(token ?? '')).toBe(fake.replay.get('r1'));
+    const replicas = [fake.replica('r1'), fake.replica('r2')];
+    fake.replay.set('r2', 0x10n);
+    const b = track(fake.router(replicas, { waitTimeoutMs: 20 }));
+    await b.ready();
+    for (let i = 0; i < 5; i++) expect(await b.session({ token }, () => readOn(fake, b))).toBe('r1');
+  });
+
+  it('a read the primary served raises the session to the primary position after it', async () => {
+    const fake = new FakeCluster();
+    const router = track(fake.router([fake.replica('r1')], { waitTimeoutMs: 20 }));
+    await router.ready();
+    fake.write();
+    await router.session(async () => {
+      expect(await router.read(async (client) => fake.serve(client), { primary: true })).toBe('primary');
+      // r1 has not replayed the write the primary read may have shown.
+      expect(await readOn(fake, router)).toBe('primary');
+      fake.catchUp('r1');
+      expect(await readOn(fake, router)).toBe('r1');
+    });
+  });
+});
+
+describe('nested sessions', () => {
+  it('a write in a nested session raises the sessions around it', async () => {
+    const fake = new FakeCluster();
+    const router = track(fake.router([fake.replica('r1')], { waitTimeoutMs: 20 }));
+    await router.ready();
+    await router.session(async () => {
+      await router.session(() => router.write(async () => fake.write()));
+      expect(await readOn(fake, router)).toBe('primary');
+    });
+  });
+
+  it('what a nested session read bounds the reads of the session around it', async () => {
+    const fake = new FakeCluster();
+    const router = track(
+      fake.router([fake.replica('r1'), fake.replica('r2')], { balancer: 'round-robin', waitTimeoutMs: 20 }),
+    );
+    await router.ready();
+    await router.session(async () => {
+      const inner = await router.session(() => readOn(fake, router));
+      const other = inner === 'r1' ? 'r2' : 'r1';
+      fake.write();
+      fake.catchUp(inner);
+      fake.down.add(inner);
+      router.reportReplicaError(inner, Object.assign(new Error('x'), { code: 'ECONNRESET' }));
+      // The other replica is behind what the nested read's replica had: not good enough.
+      expect(await readOn(fake, router)).not.toBe(other);
+    });
+  });
+});
+
+describe('safe by default', () => {
+  it('a read outside any session never misses a write this process made', async () => {
+    const fake = new FakeCluster();
+    const router = track(fake.router([fake.replica('r1')], { waitTimeoutMs: 20 }));
+    await router.ready();
+    expect(await readOn(fake, router)).toBe('r1');
+    await router.write(async () => fake.write());
+    expect(await readOn(fake, router)).toBe('primary');
+    fake.catchUp('r1');
+    expect(await readOn(fake, router)).toBe('r1');
+  });
+
+  it("inside a session only the session's scope counts; under 'global' the process's too", async () => {
+    for (const [consistency, expected] of [
+      ['session', 'r1'],
+      ['global', 'primary'],
+    ] as const) {
+      const fake = new FakeCluster();
+      const router = track(fake.router([fake.replica('r1')], { waitTimeoutMs: 20, consistency }));
+      await router.ready();
+      await router.write(async () => fake.write());
+      expect(await router.session(() => readOn(fake, router))).toBe(expected);
+    }
+  });
+
+  it("consistency: 'none' reads from replicas after writes", async () => {
+    const fake = new FakeCluster();
+    const router = track(fake.router([fake.replica('r1')], { consistency: 'none' }));
+    await router.ready();
+    await router.write(async () => fake.write());
+    expect(await readOn(fake, router)).toBe('r1');
+  });
+});

@@ -252,12 +252,14 @@ class RoutingDriverAdapter implements SqlDriverAdapter {
       if (strictest === 'primary') primary = true;
       else minLsn = strictest;
     }
+    // `$replica()` asks for a replica whatever it has replayed.
+    const anyReplica = ctx?.forced === true && ctx.mode === 'replica';
     return this.#router.read(
       async (node) => {
         if (ctx) ctx.pinned = node;
         return run(await node.adapter());
       },
-      primary ? { primary: true } : { minLsn },
+      primary ? { primary: true } : { minLsn, anyReplica },
     );
   }
 

@@ -146,7 +146,7 @@ function fastEngine(adapter: LaglessAdapter): Engine {
       const batched = isRead && BATCHED_OPERATIONS.has(params.operation);
       const ctx = newContext(mode, forced, batched);
       const release = batched
-        ? routing.inflight.add(mode === 'primary' ? 'primary' : scopeRequirement(router))
+        ? routing.inflight.add(mode === 'primary' ? 'primary' : forced ? 0n : scopeRequirement(router))
         : undefined;
       let failure: unknown;
       try {
@@ -214,8 +214,10 @@ function dropInEngine(base: ExtendableClient, options: ReadReplicasOptions): Eng
       const ctx = newContext(mode, forced, false);
       if (mode === 'replica') {
         // The primary's own pipeline (with this client's other extensions) serves a fallback.
-        return router.read((client, target) =>
-          target.role === 'primary' ? params.query(params.args) : invokeOn(client, params),
+        return router.read(
+          (client, target) => (target.role === 'primary' ? params.query(params.args) : invokeOn(client, params)),
+          // `$replica()` asks for a replica whatever it has replayed.
+          { anyReplica: forced },
         );
       }
       let failure: unknown;

@@ -10,6 +10,8 @@ import { applySchema, fastClient } from './helpers.js';
 
 let cluster: Cluster;
 let prisma: ReturnType<typeof fastClient>['prisma'];
+/** The same client with `consistency: 'none'`: the controls, which must go stale. */
+let unsafe: ReturnType<typeof fastClient>['prisma'];
 let seq = 0;
 const email = () => `c${seq++}@x`;
 
@@ -20,11 +22,14 @@ beforeAll(async () => {
   // Round-robin, so the controls below (reads outside a session) really reach the paused replica:
   // least-connections may keep sequential reads on whichever replica answers faster.
   prisma = fastClient(cluster, { balancer: 'round-robin' }).prisma;
+  unsafe = fastClient(cluster, { balancer: 'round-robin', consistency: 'none' }).prisma;
   await prisma.$lagless.router.ready();
+  await unsafe.$lagless.router.ready();
 });
 
 afterAll(async () => {
   await prisma?.$disconnect();
+  await unsafe?.$disconnect();
   await cluster?.stop();
 });
 
@@ -49,11 +54,20 @@ describe('session read-after-write', () => {
     expect(missing).toBe(0);
   });
 
-  it('the same pairs outside a session observe stale reads', async () => {
+  it('outside a session too, by default: the process reads its own writes', async () => {
     let missing = 0;
     await inParallel(8, 200, async () => {
       const user = await prisma.user.create({ data: { email: email(), name: 'n' } });
       if (!(await prisma.user.findUnique({ where: { id: user.id } }))) missing++;
+    });
+    expect(missing).toBe(0);
+  });
+
+  it("the same pairs with consistency: 'none' observe stale reads", async () => {
+    let missing = 0;
+    await inParallel(8, 200, async () => {
+      const user = await unsafe.user.create({ data: { email: email(), name: 'n' } });
+      if (!(await unsafe.user.findUnique({ where: { id: user.id } }))) missing++;
     });
     expect(missing).toBeGreaterThan(0);
   });
@@ -68,8 +82,8 @@ describe('session read-after-write', () => {
         const [batched] = await prisma.$transaction([prisma.user.create({ data: { email: email(), name: 'b' } })]);
         if (!(await prisma.user.count({ where: { id: batched.id } }))) missing++;
       });
-      const outside = await prisma.$transaction(async (tx) => tx.user.create({ data: { email: email(), name: 'o' } }));
-      if (!(await prisma.user.findUnique({ where: { id: outside.id } }))) staleOutside++;
+      const outside = await unsafe.$transaction(async (tx) => tx.user.create({ data: { email: email(), name: 'o' } }));
+      if (!(await unsafe.user.findUnique({ where: { id: outside.id } }))) staleOutside++;
     }
     expect(missing).toBe(0);
     expect(staleOutside).toBeGreaterThan(0);
@@ -117,7 +131,10 @@ describe('merged findUnique batches', () => {
       probeIntervalMs: 100,
     });
     const client = new PrismaClient({ adapter }).$extends(readReplicas());
-    const known = await client.user.create({ data: { email: email(), name: 'known' } });
+    // Writes go through another client (another app instance), so that this one's own process-wide
+    // position stays at zero: its unscoped calls carry no requirement, only the scoped one does.
+    const writer = prisma;
+    const known = await writer.user.create({ data: { email: email(), name: 'known' } });
     await cluster.replicas[1]?.waitForReplay(await cluster.primary.currentWalLsn());
     await adapter.router.ready();
     let staleScoped = 0;
@@ -125,9 +142,9 @@ describe('merged findUnique batches', () => {
     let merged = 0;
     try {
       for (let i = 0; i < 120; i++) {
-        const { token, fresh } = await client.$lagless.session(async () => {
-          const user = await client.user.create({ data: { email: email(), name: 'fresh' } });
-          return { token: await client.$lagless.token(), fresh: user.email };
+        const { token, fresh } = await writer.$lagless.session(async () => {
+          const user = await writer.user.create({ data: { email: email(), name: 'fresh' } });
+          return { token: await writer.$lagless.token(), fresh: user.email };
         });
         let release = () => {};
         const barrier = new Promise<void>((resolve) => {
@@ -162,7 +179,7 @@ describe('merged findUnique batches', () => {
       expect(staleScoped).toBe(0);
       // Unscoped lookups of the same fresh row, run alone in one tick, do go stale: the paused replica serves them.
       for (let i = 0; i < 60; i++) {
-        const user = await client.user.create({ data: { email: email(), name: 'alone' } });
+        const user = await writer.user.create({ data: { email: email(), name: 'alone' } });
         const [a, b] = await Promise.all([
           client.user.findUnique({ where: { email: user.email } }),
           client.user.findUnique({ where: { email: known.email } }),

@@ -61,7 +61,7 @@ describe('drop-in path', () => {
     expect(prisma.$lagless.stats().reads.fallbacks).toBeGreaterThan(0);
   });
 
-  it('reads after a $transaction in a session see its writes; outside a session they do not', async () => {
+  it("reads after a $transaction see its writes, in a session or not; with consistency: 'none' they do not", async () => {
     const prisma = dropIn({ waitTimeoutMs: 50 });
     await prisma.$lagless.session(async () => {
       const user = await prisma.$transaction(async (tx) => tx.user.create({ data: { email: 'tx@x', name: 't' } }));
@@ -69,9 +69,13 @@ describe('drop-in path', () => {
       const [batched] = await prisma.$transaction([prisma.user.create({ data: { email: 'btx@x', name: 'b' } })]);
       expect(await prisma.user.findUnique({ where: { id: batched.id } })).not.toBeNull();
     });
-    // Replicas are paused: without the session's token, the same read goes to one and misses the row.
+    // Outside a session, the process's own writes count by default.
     const outside = await prisma.$transaction(async (tx) => tx.user.create({ data: { email: 'otx@x', name: 'o' } }));
-    expect(await prisma.user.findUnique({ where: { id: outside.id } })).toBeNull();
+    expect(await prisma.user.findUnique({ where: { id: outside.id } })).not.toBeNull();
+    // Replicas are paused: with no guarantee, the same read goes to one and misses the row.
+    const unsafe = dropIn({ consistency: 'none' });
+    const missed = await unsafe.$transaction(async (tx) => tx.user.create({ data: { email: 'ntx@x', name: 'n' } }));
+    expect(await unsafe.user.findUnique({ where: { id: missed.id } })).toBeNull();
   });
 
   it('keeps computed fields of an extension applied after readReplicas()', async () => {

@@ -24,6 +24,9 @@ export function fastClient(
     primary: new PrismaPg({ connectionString: cluster.primary.url }),
     replicas: cluster.replicas.map((replica) => new PrismaPg({ connectionString: replica.url })),
     probeIntervalMs: 100,
+    // A first probe (which connects, too) may be slow on a loaded machine: a replica ejected for it
+    // would send the first reads to the primary and fail tests that name the serving node.
+    probeTimeoutMs: 5000,
     readmission: { initialMs: 100, maxMs: 1000, jitter: 0 },
     ...options,
   });
