@@ -68,6 +68,7 @@ export type RouterLogger = ((line: string, event: RouterEventName) => void) | fa
 export class RouterEventEmitter {
   readonly #listeners = new Map<RouterEventName, Set<(payload: never) => void>>();
   readonly #logger: RouterLogger | undefined;
+  #closed = false;
 
   /** @param logger undefined: stderr, for events nobody listens to. */
   constructor(logger?: RouterLogger) {
@@ -112,7 +113,7 @@ export class RouterEventEmitter {
     const unheard = this.listenerCount(event) === 0;
     this.emit(event, payload);
     const logger = this.#logger;
-    if (logger === false || line === undefined) return;
+    if (logger === false || line === undefined || this.#closed) return;
     try {
       if (typeof logger === 'function') logger(`[lagless] ${line()}`, event);
       else if (unheard) process.stderr.write(`[lagless] ${line()}\n`);
@@ -121,7 +122,9 @@ export class RouterEventEmitter {
     }
   }
 
+  /** Forgets every listener and logs nothing more: probes that end after a close are not news. */
   clear(): void {
     this.#listeners.clear();
+    this.#closed = true;
   }
 }

@@ -43,6 +43,8 @@ export interface ReadOptions {
 }
 
 const NO_SCOPES: readonly Scope[] = Object.freeze([]);
+/** Replay probes a waiting read runs back to back before it starts pausing between them. */
+const QUICK_PROBES = 3;
 
 export interface ReplicaStats {
   name: string;
@@ -608,6 +610,9 @@ export class Router<C = unknown> implements AsyncDisposable {
         ...(replica ? { replica: replica.name } : {}),
       });
     };
+    // Streaming replicas usually replay a write within a millisecond: the first probes follow each
+    // other at once, then back off (a replica that lags for real is not polled flat out).
+    let probesWithoutPause = QUICK_PROBES;
     let pause = 1;
     // Raced only until it settles once: a settled promise in every race would make this loop spin.
     let drop = requirementMayDrop;
@@ -620,13 +625,12 @@ export class Router<C = unknown> implements AsyncDisposable {
         done('no-replica');
         return undefined;
       }
-      const probes = Promise.allSettled(candidates.map((replica) => replica.replayProbe.shared()));
+      // Fresh: a probe already under way may have started before the position this read needs.
+      const probes = Promise.allSettled(candidates.map((replica) => replica.replayProbe.fresh()));
       const remaining = deadline - performance.now();
       if (remaining > 0) {
         const timeout = wakeAfter(remaining, signal);
-        await Promise.race(
-          requirementMayDrop ? [probes, timeout.promise, requirementMayDrop] : [probes, timeout.promise],
-        );
+        await Promise.race(drop ? [probes, timeout.promise, drop] : [probes, timeout.promise]);
         timeout.cancel();
       } else {
         await probes;
@@ -642,6 +646,10 @@ export class Router<C = unknown> implements AsyncDisposable {
       if (left <= 0) {
         done('timeout');
         return 'timeout';
+      }
+      if (probesWithoutPause > 0) {
+        probesWithoutPause--;
+        continue;
       }
       const backoff = wakeAfter(Math.min(pause, left), signal);
       await (drop ? Promise.race([backoff.promise, drop]) : backoff.promise);
