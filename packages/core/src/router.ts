@@ -625,8 +625,7 @@ export class Router<C = unknown> implements AsyncDisposable {
         done('no-replica');
         return undefined;
       }
-      // Fresh: a probe already under way may have started before the position this read needs.
-      const probes = Promise.allSettled(candidates.map((replica) => replica.replayProbe.fresh()));
+      const probes = this.#firstReplayed(candidates, options, excluded, required);
       const remaining = deadline - performance.now();
       if (remaining > 0) {
         const timeout = wakeAfter(remaining, signal);
@@ -657,6 +656,32 @@ export class Router<C = unknown> implements AsyncDisposable {
       this.#assertOpen();
       pause = Math.min(pause * 2, 20);
     }
+  }
+
+  /**
+   * Probes `candidates`' replay positions; settles as soon as one of them can serve the read, or
+   * when every probe is in (a slow or lagging replica does not hold up the others).
+   */
+  #firstReplayed(
+    candidates: readonly Replica<C>[],
+    options: ReadOptions,
+    excluded: ReadonlySet<Replica<C>> | undefined,
+    required: () => bigint,
+  ): Promise<void> {
+    return new Promise((resolve) => {
+      let left = candidates.length;
+      for (const replica of candidates) {
+        // Fresh: a probe already under way may have started before the position this read needs.
+        replica.replayProbe.fresh().then(
+          () => {
+            if (--left === 0 || this.#canServe(replica, options, excluded, required())) resolve();
+          },
+          () => {
+            if (--left === 0) resolve();
+          },
+        );
+      }
+    });
   }
 
   #isConnectionError(error: unknown): boolean {
