@@ -8,13 +8,13 @@ import {
   forMs,
   type Instance,
   ITEMS_TABLE_SQL,
+  instance,
   type LoadReport,
   readItem,
   runReaders,
   servedBy,
   sleep,
   waitUntil,
-  zonedInstance,
 } from '../faults/load.js';
 import { byNode, POOL } from './checks.js';
 
@@ -42,7 +42,8 @@ beforeAll(async () => {
   const [row] = await cluster.primary.query<{ id: number }>("INSERT INTO items (note) VALUES ('zoned') RETURNING id");
   rowId = Number(row?.id);
   await cluster.waitForReplicas();
-  app = zonedInstance(cluster, ['a', 'b'], {
+  app = instance(cluster, {
+    zones: ['a', 'b'],
     zone: 'a',
     pool: POOL,
     probeIntervalMs: 100,

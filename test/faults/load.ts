@@ -20,32 +20,12 @@ export interface InstanceOptions extends Partial<Omit<RouterOptions<Pool>, 'prim
   /** Replica URLs. @default every replica of the cluster */
   replicaUrls?: readonly string[];
   pool?: pg.PoolConfig;
+  /** Replica i + 1 runs in `zones[i]` (replicas past the list have no zone). @default none */
+  zones?: readonly string[];
 }
 
 export function instance(cluster: Cluster, options: InstanceOptions = {}): Instance {
-  const { primaryUrl, replicaUrls, pool, ...routerOptions } = options;
-  const poolOf = (url: string) =>
-    new pg.Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 1000, ...pool });
-  const primary = pgNode('primary', poolOf(primaryUrl ?? cluster.primary.url));
-  const replicas = (replicaUrls ?? cluster.replicas.map((r) => r.url)).map((url, i) =>
-    pgNode(cluster.replicas[i]?.name ?? `replica${i + 1}`, poolOf(url)),
-  );
-  const router = createRouter<Pool>({ logger: false, ...routerOptions, primary, replicas });
-  const nodes = [primary, ...replicas];
-  return {
-    router,
-    nodes,
-    // The README's teardown order: the router, then the pools.
-    close: async () => {
-      await router.close();
-      await Promise.all(nodes.map((node) => node.end().catch(() => {})));
-    },
-  };
-}
-
-/** {@link instance}, with replica i + 1 placed in `zones[i]` (replicas past the list have no zone). */
-export function zonedInstance(cluster: Cluster, zones: readonly string[], options: InstanceOptions = {}): Instance {
-  const { primaryUrl, replicaUrls, pool, ...routerOptions } = options;
+  const { primaryUrl, replicaUrls, pool, zones = [], ...routerOptions } = options;
   const poolOf = (url: string) =>
     new pg.Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 1000, ...pool });
   const primary = pgNode('primary', poolOf(primaryUrl ?? cluster.primary.url));
@@ -58,6 +38,7 @@ export function zonedInstance(cluster: Cluster, zones: readonly string[], option
   return {
     router,
     nodes,
+    // The README's teardown order: the router, then the pools.
     close: async () => {
       await router.close();
       await Promise.all(nodes.map((node) => node.end().catch(() => {})));
