@@ -44,7 +44,9 @@ let writer: CounterWriter;
 const instances: Instance[] = [];
 
 function open(options: InstanceOptions = {}): Instance {
-  const app = instance(cluster, { pool: POOL, ...options });
+  // A 5 s probe bound: on a machine loaded by other test files, a 1 s probe can time out, and a token
+  // whose reads no probe could bound counts as `unbounded` (a limit, not what this checks).
+  const app = instance(cluster, { pool: POOL, probeTimeoutMs: 5000, ...options });
   instances.push(app);
   return app;
 }
@@ -187,7 +189,11 @@ describe('tokens carry reads across instances', () => {
     const b = open({ balancer: 'round-robin' });
     await Promise.all([a.router.ready(), b.router.ready()]);
     const report = await runChains(a, b, PAIRS, true);
-    const summary = `[token chains] ${describeChains(report)}`;
+    // Router-side counts, to tell a regression from an overloaded machine's unbounded tokens.
+    const routers = [a, b].map((app) =>
+      JSON.stringify({ ...app.router.stats().tokens, reads: app.router.stats().reads }),
+    );
+    const summary = `[token chains] ${describeChains(report)} routers ${routers.join(' ')}`;
     console.log(summary);
     expect(report.failed, summary).toBe(0);
     expect(report.pairs, summary).toBeGreaterThanOrEqual(PAIRS);

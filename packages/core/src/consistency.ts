@@ -119,7 +119,7 @@ export class Consistency {
   /** Raised by every write of this process; honoured outside sessions (inside too, under `global`). */
   readonly #processScope: ConsistencyScope | undefined;
   readonly #pendingRaises: PendingRaises | undefined;
-  readonly #tokens = { accepted: 0, rejected: 0 };
+  readonly #tokens = { accepted: 0, rejected: 0, unbounded: 0 };
   #storeDown = false;
   #storeChecked = false;
   readonly #lossEpochsSeen = new Set<string>();
@@ -161,7 +161,11 @@ export class Consistency {
       });
   }
 
-  get stats(): { tokens: { accepted: number; rejected: number }; writes: number; pendingRaises: number } {
+  get stats(): {
+    tokens: { accepted: number; rejected: number; unbounded: number };
+    writes: number;
+    pendingRaises: number;
+  } {
     return { tokens: { ...this.#tokens }, writes: this.#writes, pendingRaises: this.#pendingRaises?.size ?? 0 };
   }
 
@@ -403,7 +407,11 @@ export class Consistency {
     if (!scope || this.#options.consistency === 'none') return undefined;
     await this.requirement([scope]);
     // What the session showed its client travels too: the next request continues from there.
-    if (scope.readFrom.size > 0) await this.coverReads([scope]);
+    if (scope.readFrom.size > 0 && !(await this.coverReads([scope]))) {
+      // Neither the replicas it read from nor the primary answered: the token still carries the
+      // session's writes, not a bound of its reads. Counted, so it does not pass unseen.
+      this.#tokens.unbounded++;
+    }
     if (scope.claimLsn !== undefined) {
       // A client's position the primary has not confirmed must not be handed back as ours: past
       // this request's writes, a bogus one would make the next request drop them with it.

@@ -4,7 +4,7 @@ import { ClusterWatch, type NodeFailure } from './cluster-watch.js';
 import { isConnectionLevelError, isRecoveryConflict } from './connection-errors.js';
 import { Consistency, type Scope, type SessionInit } from './consistency.js';
 import { invalidOption, LaglessError } from './errors.js';
-import { RouterEventEmitter, type RouterEventName, type RouterEvents, type RouterListener } from './events.js';
+import { RouterEventEmitter, type RouterEventName, type RouterListener } from './events.js';
 import { formatLsn } from './lsn.js';
 import {
   type ResolvedRouterOptions,
@@ -15,6 +15,7 @@ import {
 } from './options.js';
 import { type PrimaryStatus, PrimaryTracker } from './primary.js';
 import { type NodeProbes, postgresProbes } from './probes.js';
+import { type FallbackReason, ReplicaChooser } from './replica-choice.js';
 import { type Replica, ReplicaHealth } from './replica-health.js';
 import { DeadlineWatch, wakeAfter } from './timeout.js';
 import { decodeToken } from './token.js';
@@ -43,8 +44,6 @@ export interface ReadOptions {
 }
 
 const NO_SCOPES: readonly Scope[] = Object.freeze([]);
-/** Replay probes a waiting read runs back to back before it starts pausing between them. */
-const QUICK_PROBES = 3;
 
 export interface ReplicaStats {
   name: string;
@@ -76,7 +75,12 @@ export interface RouterStats {
   /** Round trips spent reading the primary's WAL position (shared by concurrent writers). */
   walProbes: number;
   /** Clients' tokens: decoded and honoured, or ignored because they could not be trusted. */
-  tokens: { accepted: number; rejected: number };
+  tokens: {
+    accepted: number;
+    rejected: number;
+    /** Tokens handed out that could not bound the session's reads (no replica nor primary answered). */
+    unbounded: number;
+  };
   /** Token store raises waiting for the store to come back. */
   pendingRaises: number;
 }
@@ -91,7 +95,6 @@ export interface RouterInternals {
 }
 
 type RunOn<C, T> = (client: C, target: RouteTarget) => Promise<T> | T;
-type FallbackReason = RouterEvents['fallback']['reason'];
 
 const PRIMARY_TARGET_ROLE = 'primary' as const;
 
@@ -110,6 +113,7 @@ export class Router<C = unknown> implements AsyncDisposable {
   readonly #health: ReplicaHealth<C>;
   readonly #watch: ClusterWatch<C>;
   readonly #consistency: Consistency;
+  readonly #chooser: ReplicaChooser<C>;
   readonly #deadlines: DeadlineWatch;
   readonly #closing = new AbortController();
   readonly #probesFor: (node: RouterNode<C>, role: 'primary' | 'replica') => NodeProbes;
@@ -164,8 +168,26 @@ export class Router<C = unknown> implements AsyncDisposable {
       this.#primary,
       () => this.#watch.identity,
       () => this.#watch.firstRound(),
-      () => this.#highestReplay(),
+      () => this.#chooser.highestReplay(),
       this.#closing.signal,
+    );
+    this.#chooser = new ReplicaChooser<C>(
+      {
+        zone: resolved.zone,
+        maxLagMs: resolved.maxLagMs,
+        maxLagBytes: resolved.maxLagBytes,
+        waitTimeoutMs: resolved.waitTimeoutMs,
+        onTimeout: resolved.onTimeout,
+      },
+      {
+        health: this.#health,
+        primary: this.#primary,
+        consistency: this.#consistency,
+        balancer: this.#balancer,
+        events: this.#events,
+        counters: this.#reads,
+        closing: this.#closing.signal,
+      },
     );
     for (const node of [primary, ...replicas]) node.attach?.((error) => this.reportError(node.name, error));
   }
@@ -260,7 +282,7 @@ export class Router<C = unknown> implements AsyncDisposable {
     if (scopes.length === 0) return 0n;
     const required = await this.#consistency.requirement(scopes);
     if (typeof required !== 'bigint') return 'primary';
-    if (this.#consistency.hasClaims(scopes) && this.#eligible({}, undefined, required).length === 0) {
+    if (this.#consistency.hasClaims(scopes) && !this.#chooser.anyCanServe(required)) {
       // The caller routes on this number without coming back: settle a client's token beyond what
       // we saw the primary reach now (one primary probe, bounded like a wait), not after a wait.
       const bound = wakeAfter(this.#options.waitTimeoutMs, this.#closing.signal);
@@ -352,7 +374,7 @@ export class Router<C = unknown> implements AsyncDisposable {
     const replicas: ReplicaStats[] = [];
     const byZone: Record<string, number> = {};
     for (const replica of this.#health.values()) {
-      const lag = this.#lagOf(replica);
+      const lag = this.#chooser.lagOf(replica);
       const zone = replica.node.zone;
       if (zone !== undefined) byZone[zone] = (byZone[zone] ?? 0) + replica.served;
       replicas.push({
@@ -438,7 +460,7 @@ export class Router<C = unknown> implements AsyncDisposable {
     let excluded: Set<Replica<C>> | undefined;
     // One retry on another replica, then the primary.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const choice = await this.#choose(options, excluded, required, scopes);
+      const choice = await this.#chooser.choose(options, excluded, required, scopes);
       if (typeof choice.to === 'string') {
         return this.#onPrimary(fn, choice.to === 'no-replica' && attempt > 0 ? 'retries-exhausted' : choice.to);
       }
@@ -459,53 +481,6 @@ export class Router<C = unknown> implements AsyncDisposable {
       }
     }
     return this.#onPrimary(fn, 'retries-exhausted');
-  }
-
-  /**
-   * The replica a read goes to, or why the primary serves it; and what it requires now (a session
-   * leaving the replica it read from requires more).
-   */
-  async #choose(
-    options: ReadOptions,
-    excluded: ReadonlySet<Replica<C>> | undefined,
-    required: bigint,
-    scopes: readonly Scope[],
-  ): Promise<{ to: Replica<C> | FallbackReason; required: bigint }> {
-    // Staying on the replica the session read from keeps its reads monotonic at no cost.
-    const sticky = this.#consistency.stickyReplica<Replica<C>>(scopes);
-    if (sticky !== undefined && this.#canServe(sticky, options, excluded, required)) return { to: sticky, required };
-    if (this.#consistency.hasUncoveredReads(scopes)) {
-      // Leaving it: the next replica must have replayed at least what the session saw there.
-      if (!(await this.#consistency.coverReads(scopes))) return { to: 'read-position-unknown', required };
-      const covered = this.#consistency.neededNow(scopes);
-      if (covered > required) required = covered;
-    }
-    const ready = this.#eligible(options, excluded, required);
-    if (ready.length > 0) return { to: this.#pick(ready), required };
-    if (required === 0n) return { to: 'no-replica', required };
-    let current = (): bigint => required;
-    let claimsSettled: Promise<void> | undefined;
-    if (this.#consistency.hasClaims(scopes)) {
-      // A client's token beyond anything seen on the primary: the primary is being asked; stop
-      // honouring it the moment it says it never got that far.
-      claimsSettled = this.#consistency.verifyClaims(scopes);
-      const minLsn = options.minLsn ?? 0n;
-      current = () => {
-        const scoped = this.#consistency.neededNow(scopes);
-        return scoped > minLsn ? scoped : minLsn;
-      };
-    }
-    const waited = await this.#waitForReplay(current, options, excluded, claimsSettled);
-    required = current();
-    if (waited !== 'timeout') return { to: waited ?? 'no-replica', required };
-    if (this.#options.onTimeout === 'error') {
-      throw new LaglessError(
-        'LSN_WAIT_TIMEOUT',
-        `no replica replayed ${formatLsn(required)} within ${this.#options.waitTimeoutMs} ms`,
-        { context: { requiredLsn: formatLsn(required), waitTimeoutMs: this.#options.waitTimeoutMs } },
-      );
-    }
-    return { to: 'lsn-timeout', required };
   }
 
   async #runOnReplica<T>(replica: Replica<C>, fn: RunOn<C, T>): Promise<T> {
@@ -532,156 +507,6 @@ export class Router<C = unknown> implements AsyncDisposable {
       unwatch?.();
       replica.endRead(latency);
     }
-  }
-
-  /** The balancer's choice, among this app's zone's replicas while any of them can serve. */
-  #pick(ready: Replica<C>[]): Replica<C> {
-    const zone = this.#options.zone;
-    if (zone !== undefined && ready.length > 1) {
-      const local = ready.filter((replica) => replica.node.zone === zone);
-      if (local.length > 0 && local.length < ready.length) return this.#balancer.pick(local);
-    }
-    return this.#balancer.pick(ready);
-  }
-
-  #highestReplay(): bigint | undefined {
-    let highest: bigint | undefined;
-    for (const replica of this.#health.values()) {
-      if (
-        replica.available &&
-        replica.replayLsn !== undefined &&
-        (highest === undefined || replica.replayLsn > highest)
-      ) {
-        highest = replica.replayLsn;
-      }
-    }
-    return highest;
-  }
-
-  #lagOf(replica: Replica<C>): { bytes: number; ms: number } | undefined {
-    return replica.replayLsn === undefined
-      ? undefined
-      : this.#primary.history.lagOf(replica.replayLsn, replica.replayAt);
-  }
-
-  /** Replicas that may serve a read now; with `required`, only those known to have replayed it. */
-  #eligible(options: ReadOptions, excluded: ReadonlySet<Replica<C>> | undefined, required = 0n): Replica<C>[] {
-    const out: Replica<C>[] = [];
-    for (const replica of this.#health.values()) {
-      if (this.#canServe(replica, options, excluded, required)) out.push(replica);
-    }
-    return out;
-  }
-
-  #canServe(
-    replica: Replica<C>,
-    options: ReadOptions,
-    excluded: ReadonlySet<Replica<C>> | undefined,
-    required: bigint,
-  ): boolean {
-    if (!replica.available || excluded?.has(replica)) return false;
-    if (required > 0n && (replica.replayLsn === undefined || replica.replayLsn < required)) return false;
-    const maxLagMs = Math.min(this.#options.maxLagMs, options.maxStalenessMs ?? Number.POSITIVE_INFINITY);
-    const maxLagBytes = this.#options.maxLagBytes;
-    if (maxLagMs !== Number.POSITIVE_INFINITY || maxLagBytes !== Number.POSITIVE_INFINITY) {
-      // Unmeasured lag counts as too much: a limit is a promise we cannot keep blind.
-      const lag = this.#lagOf(replica);
-      if (!lag || lag.ms > maxLagMs || lag.bytes > maxLagBytes) return false;
-    }
-    return true;
-  }
-
-  /** Polls the eligible replicas' replay positions until one reaches `required()` or time runs out. */
-  async #waitForReplay(
-    required: () => bigint,
-    options: ReadOptions,
-    excluded: ReadonlySet<Replica<C>> | undefined,
-    requirementMayDrop?: Promise<void>,
-  ): Promise<Replica<C> | undefined | 'timeout'> {
-    this.#reads.waits++;
-    const started = performance.now();
-    const deadline = started + this.#options.waitTimeoutMs;
-    const signal = this.#closing.signal;
-    const done = (outcome: RouterEvents['wait']['outcome'], replica?: Replica<C>) => {
-      this.#events.emit('wait', {
-        requiredLsn: formatLsn(required()),
-        waitedMs: performance.now() - started,
-        outcome,
-        ...(replica ? { replica: replica.name } : {}),
-      });
-    };
-    // Streaming replicas usually replay a write within a millisecond: the first probes follow each
-    // other at once, then back off (a replica that lags for real is not polled flat out).
-    let probesWithoutPause = QUICK_PROBES;
-    let pause = 1;
-    // Raced only until it settles once: a settled promise in every race would make this loop spin.
-    let drop = requirementMayDrop;
-    void drop?.then(() => {
-      drop = undefined;
-    });
-    for (;;) {
-      const candidates = this.#eligible(options, excluded);
-      if (candidates.length === 0) {
-        done('no-replica');
-        return undefined;
-      }
-      const probes = this.#firstReplayed(candidates, options, excluded, required);
-      const remaining = deadline - performance.now();
-      if (remaining > 0) {
-        const timeout = wakeAfter(remaining, signal);
-        await Promise.race(drop ? [probes, timeout.promise, drop] : [probes, timeout.promise]);
-        timeout.cancel();
-      } else {
-        await probes;
-      }
-      this.#assertOpen();
-      const ready = this.#eligible(options, excluded, required());
-      if (ready.length > 0) {
-        const replica = this.#pick(ready);
-        done('replica', replica);
-        return replica;
-      }
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        done('timeout');
-        return 'timeout';
-      }
-      if (probesWithoutPause > 0) {
-        probesWithoutPause--;
-        continue;
-      }
-      const backoff = wakeAfter(Math.min(pause, left), signal);
-      await (drop ? Promise.race([backoff.promise, drop]) : backoff.promise);
-      backoff.cancel();
-      this.#assertOpen();
-      pause = Math.min(pause * 2, 20);
-    }
-  }
-
-  /**
-   * Probes `candidates`' replay positions; settles as soon as one of them can serve the read, or
-   * when every probe is in (a slow or lagging replica does not hold up the others).
-   */
-  #firstReplayed(
-    candidates: readonly Replica<C>[],
-    options: ReadOptions,
-    excluded: ReadonlySet<Replica<C>> | undefined,
-    required: () => bigint,
-  ): Promise<void> {
-    return new Promise((resolve) => {
-      let left = candidates.length;
-      for (const replica of candidates) {
-        // Fresh: a probe already under way may have started before the position this read needs.
-        replica.replayProbe.fresh().then(
-          () => {
-            if (--left === 0 || this.#canServe(replica, options, excluded, required())) resolve();
-          },
-          () => {
-            if (--left === 0) resolve();
-          },
-        );
-      }
-    });
   }
 
   #isConnectionError(error: unknown): boolean {

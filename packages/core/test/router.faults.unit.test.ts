@@ -123,7 +123,7 @@ describe('the primary away', () => {
       expect(await reader.session({ token }, () => readOn(fake, reader))).toBe('r1');
     }
     expect(fake.primaryProbes).toBe(probes);
-    expect(reader.stats().tokens).toEqual({ accepted: 10, rejected: 0 });
+    expect(reader.stats().tokens).toEqual({ accepted: 10, rejected: 0, unbounded: 0 });
   });
 
   it('a token ahead of an answering primary is dropped after one probe; the read does not wait', async () => {
@@ -290,7 +290,7 @@ describe('tokens a client sends', () => {
     expect(await router.decodeToken(served.token ?? '')).toBe(fake.replay.get('r1'));
     expect(reasons).toEqual([reason]);
     expect(seen).toHaveLength(1);
-    expect(router.stats().tokens).toEqual({ accepted: 0, rejected: 1 });
+    expect(router.stats().tokens).toEqual({ accepted: 0, rejected: 1, unbounded: 0 });
   });
 
   it('a signed token is refused by a router without a secret; an unsigned far-future one is checked with the primary', async () => {
@@ -315,7 +315,7 @@ describe('tokens a client sends', () => {
     await Promise.all([rotated.ready(), onlyNew.ready()]);
     const old = encodeToken({ lsn: fake.primaryLsn, systemIdentifier: fake.systemIdentifier }, OLD_SECRET);
     const minted = await rotated.session({ token: old }, () => rotated.token());
-    expect(rotated.stats().tokens).toEqual({ accepted: 1, rejected: 0 });
+    expect(rotated.stats().tokens).toEqual({ accepted: 1, rejected: 0, unbounded: 0 });
     expect(minted).not.toBe(old);
     expect(await onlyNew.decodeToken(minted ?? '')).toBe(fake.primaryLsn);
     await expect(onlyNew.decodeToken(old)).rejects.toMatchObject({ code: 'INVALID_TOKEN' });
