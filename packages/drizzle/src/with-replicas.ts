@@ -10,7 +10,7 @@ import {
   type RouterNode,
 } from '@lagless/core';
 import { is, sql } from 'drizzle-orm';
-import { PgDatabase, type PgQueryResultHKT, type PgTransactionConfig } from 'drizzle-orm/pg-core';
+import { PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import type { ExtractTablesWithRelations, TablesRelationalConfig } from 'drizzle-orm/relations';
 import { isDataModifyingCte } from './cte.js';
 import { type GetReplica, resolveOptions, type WithReplicasOptions } from './options.js';
@@ -176,8 +176,11 @@ export function withReplicas<
     refreshMaterializedView: own(writes.refreshMaterializedView.bind(writes)),
     transaction: own(
       // The commit's position becomes the scope's required LSN, so reads after it see the transaction.
-      (fn: Parameters<Q['transaction']>[0], config?: PgTransactionConfig) =>
-        router.write(() => inTransaction.run(true, () => primary.transaction(fn, config))),
+      // The arguments go on exactly as received: drizzle (or a subclass) may tell `undefined` from absent.
+      (...args: Parameters<Q['transaction']>) =>
+        router.write(() =>
+          inTransaction.run(true, () => (primary.transaction as (...a: typeof args) => unknown).apply(primary, args)),
+        ),
     ),
     $primary: own(primary),
     $replicas: own([...replicas]),

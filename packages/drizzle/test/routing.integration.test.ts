@@ -180,6 +180,20 @@ describe.each(drivers)('withReplicas over $name', (driver) => {
       expect(ports).toEqual([primaryPort, primaryPort]);
     });
 
+    it("transaction() hands the primary's transaction() its arguments exactly as received", async () => {
+      const { db, primary } = makeDb();
+      const received: unknown[][] = [];
+      const original = primary.transaction.bind(primary);
+      primary.transaction = ((...args: Parameters<typeof original>) => {
+        received.push(args);
+        return original(...args);
+      }) as typeof original;
+      await db.transaction(async () => {});
+      await db.transaction(async () => {}, { isolationLevel: 'serializable' });
+      expect(received.map((args) => args.length)).toEqual([1, 2]);
+      expect(received[1]?.[1]).toEqual({ isolationLevel: 'serializable' });
+    });
+
     it('reads through the routed db inside a transaction callback go to the primary, not a replica', async () => {
       const { db } = makeDb();
       const inside = await db.transaction(async () =>

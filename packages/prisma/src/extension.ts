@@ -133,6 +133,11 @@ const invokeOn: Invoke = (client, { model, operation, args }) => {
       `replica client has no ${model ? `${modelKey(model)}.` : ''}${operation}()`,
     );
   }
+  // `$queryRawUnsafe(sql, ...values)` reaches an extension as one array: hand the replica client the
+  // arguments it would have taken.
+  if (model === undefined && operation.endsWith('Unsafe') && Array.isArray(args)) {
+    return (method as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+  }
   return method.call(target, args);
 };
 

@@ -78,6 +78,23 @@ describe('drop-in path', () => {
     expect(await unsafe.user.findUnique({ where: { id: missed.id } })).toBeNull();
   });
 
+  it('passes $queryRawUnsafe / $executeRawUnsafe arguments to a replica client as the caller gave them', async () => {
+    const replicaPorts = cluster.replicas.map((r) => r.port);
+    for (const prisma of [dropIn(), dropIn({ rawQueries: 'replica' })]) {
+      const [row] = await prisma
+        .$replica()
+        .$queryRawUnsafe<Array<{ id: number; port: number }>>('SELECT $1::int AS id, inet_server_port() AS port', 7);
+      expect(row?.id).toBe(7);
+      expect(replicaPorts).toContain(row?.port);
+      expect(await prisma.$replica().$executeRawUnsafe('SELECT $1::int', 1)).toBe(1);
+    }
+    const [routed] = await dropIn({ rawQueries: 'replica' }).$queryRawUnsafe<Array<{ port: number }>>(
+      'SELECT inet_server_port() AS port WHERE $1::int = 1',
+      1,
+    );
+    expect(replicaPorts).toContain(routed?.port);
+  });
+
   it('keeps computed fields of an extension applied after readReplicas()', async () => {
     const prisma = dropIn().$extends(computedLabel);
     const users = await prisma.user.findMany({ orderBy: { id: 'asc' } });
