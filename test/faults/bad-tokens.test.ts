@@ -690,7 +690,12 @@ describe('bad tokens under concurrent load, with one replica paused', () => {
           line += `; router wait ${fmt(waited)} ms, of which ${fmt(late)} ms after the primary rejected the claim`;
         }
         perKind.push(line);
-        if (!(added < MAX_ADDED_MS)) {
+        // A token claiming a position the primary never reached costs asking the primary: a probe
+        // queued behind one under way, then the request's own replay probe behind the wait's. Where a
+        // round trip is slow (a loaded CI machine), that is allowed three round trips, never more.
+        const bound =
+          kind.reason === 'ahead-of-primary' ? Math.max(MAX_ADDED_MS, 3 * median(primaryRtts)) : MAX_ADDED_MS;
+        if (!(added < bound)) {
           slow.push(
             `${config}/${kind.name}: median added ${fmt(added)} ms (a primary round trip took ${fmt(median(primaryRtts))} ms)`,
           );
