@@ -377,6 +377,13 @@ export class Consistency {
     return checks.length === 1 ? (checks[0] as Promise<void>) : Promise.all(checks).then(() => undefined);
   }
 
+  /** {@link verifyClaims}, waiting at most `waitTimeoutMs` (one primary probe, bounded like a wait). */
+  async settleClaims(scopes: readonly ConsistencyScope[]): Promise<void> {
+    const bound = wakeAfter(this.#options.waitTimeoutMs, this.#closing);
+    await Promise.race([this.verifyClaims(scopes), bound.promise]);
+    bound.cancel();
+  }
+
   async #checkClaim(scope: ConsistencyScope): Promise<void> {
     let primaryLsn: bigint | undefined;
     try {
@@ -412,13 +419,9 @@ export class Consistency {
       // session's writes, not a bound of its reads. Counted, so it does not pass unseen.
       this.#tokens.unbounded++;
     }
-    if (scope.claimLsn !== undefined) {
-      // A client's position the primary has not confirmed must not be handed back as ours: past
-      // this request's writes, a bogus one would make the next request drop them with it.
-      const bound = wakeAfter(this.#options.waitTimeoutMs, this.#closing);
-      await Promise.race([this.verifyClaims([scope]), bound.promise]);
-      bound.cancel();
-    }
+    // A client's position the primary has not confirmed must not be handed back as ours: past this
+    // request's writes, a bogus one would make the next request drop them with it.
+    if (scope.claimLsn !== undefined) await this.settleClaims([scope]);
     const lsn = scope.needed;
     if (lsn === 0n) return undefined;
     // A router made just now may not have learned the cluster's identity yet: wait for its checks.

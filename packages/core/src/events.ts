@@ -123,7 +123,7 @@ export class RouterEventEmitter {
   }
 
   /** Forgets every listener and logs nothing more: probes that end after a close are not news. */
-  clear(): void {
+  close(): void {
     this.#listeners.clear();
     this.#closed = true;
   }

@@ -17,7 +17,7 @@ import { type PrimaryStatus, PrimaryTracker } from './primary.js';
 import { type NodeProbes, postgresProbes } from './probes.js';
 import { type FallbackReason, ReplicaChooser } from './replica-choice.js';
 import { type Replica, ReplicaHealth } from './replica-health.js';
-import { DeadlineWatch, wakeAfter } from './timeout.js';
+import { DeadlineWatch } from './timeout.js';
 import { decodeToken } from './token.js';
 
 export type { NodeFailure } from './cluster-watch.js';
@@ -116,8 +116,6 @@ export class Router<C = unknown> implements AsyncDisposable {
   readonly #chooser: ReplicaChooser<C>;
   readonly #deadlines: DeadlineWatch;
   readonly #closing = new AbortController();
-  readonly #probesFor: (node: RouterNode<C>, role: 'primary' | 'replica') => NodeProbes;
-  #closed = false;
   #primaryServed = 0;
   #primaryInFlight = 0;
   readonly #reads = { replica: 0, primary: 0, waits: 0, fallbacks: 0, retries: 0 };
@@ -129,13 +127,13 @@ export class Router<C = unknown> implements AsyncDisposable {
     this.#options = resolved;
     this.#balancer = createBalancer(resolved.balancer, resolved.random);
     this.#events = new RouterEventEmitter(resolved.logger);
-    this.#probesFor = (node, role) =>
+    const probesFor = (node: RouterNode<C>, role: 'primary' | 'replica'): NodeProbes =>
       internals.probes?.(node as RouterNode<unknown>, role) ?? postgresProbes(node, role, resolved.probeTimeoutMs);
-    this.#primary = new PrimaryTracker(primary.name, this.#probesFor(primary, 'primary'), this.#events);
+    this.#primary = new PrimaryTracker(primary.name, probesFor(primary, 'primary'), this.#events);
     this.#health = new ReplicaHealth<C>(
       { readmission: resolved.readmission, random: resolved.random, onReplicaError: resolved.onReplicaError },
       this.#events,
-      (node) => this.#probesFor(node, 'replica'),
+      (node) => probesFor(node, 'replica'),
       () => this.#watch.identity,
     );
     for (const node of replicas) this.#health.add(node);
@@ -261,7 +259,7 @@ export class Router<C = unknown> implements AsyncDisposable {
   session<T>(init: SessionInit, fn: () => Promise<T> | T): Promise<T>;
   session<T>(initOrFn: SessionInit | (() => Promise<T> | T), maybeFn?: () => Promise<T> | T): Promise<T> {
     // Not async: one promise layer less per request; mistakes still arrive as rejections.
-    if (this.#closed) return Promise.reject(new LaglessError('CLOSED', 'this router was closed'));
+    if (this.#closing.signal.aborted) return Promise.reject(new LaglessError('CLOSED', 'this router was closed'));
     const init = typeof initOrFn === 'function' ? {} : initOrFn;
     const fn = typeof initOrFn === 'function' ? initOrFn : maybeFn;
     if (typeof fn !== 'function') return Promise.reject(invalidOption('session(init, fn) fn', 'a function', fn));
@@ -284,10 +282,8 @@ export class Router<C = unknown> implements AsyncDisposable {
     if (typeof required !== 'bigint') return 'primary';
     if (this.#consistency.hasClaims(scopes) && !this.#chooser.anyCanServe(required)) {
       // The caller routes on this number without coming back: settle a client's token beyond what
-      // we saw the primary reach now (one primary probe, bounded like a wait), not after a wait.
-      const bound = wakeAfter(this.#options.waitTimeoutMs, this.#closing.signal);
-      await Promise.race([this.#consistency.verifyClaims(scopes), bound.promise]);
-      bound.cancel();
+      // we saw the primary reach now, not after a wait.
+      await this.#consistency.settleClaims(scopes);
       return this.#consistency.neededNow(scopes);
     }
     return required;
@@ -414,14 +410,13 @@ export class Router<C = unknown> implements AsyncDisposable {
    * The nodes' connections belong to the adapter and stay open.
    */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#closing.signal.aborted) return;
     this.#closing.abort();
     this.#watch.close();
     this.#health.close();
     this.#consistency.close();
     this.#deadlines.close();
-    this.#events.clear();
+    this.#events.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -514,7 +509,7 @@ export class Router<C = unknown> implements AsyncDisposable {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new LaglessError('CLOSED', 'this router was closed');
+    if (this.#closing.signal.aborted) throw new LaglessError('CLOSED', 'this router was closed');
   }
 }
 
