@@ -21,7 +21,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import { integer, pgTable, text } from 'drizzle-orm/pg-core';
 import pg from 'pg';
 import { PrismaClient } from '../packages/prisma/test/generated/client.js';
-import { interleave, measure, type Recorder, round, summarize, type Window, writeResult } from './lib.js';
+import { interleave, measure, type Recorder, round, seedUsers, summarize, type Window, writeResult } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -263,14 +263,7 @@ const startedAt = performance.now();
 const loadBefore = loadavg().map((x) => round(x, 2));
 const cluster = await startCluster({ replicas: 2 });
 try {
-  await cluster.primary.query(
-    'CREATE TABLE "User" (id serial PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL)',
-  );
-  await cluster.primary.query(
-    `INSERT INTO "User" (email, name) SELECT 'u' || i || '@x', md5(i::text) FROM generate_series(1, ${rows}) i`,
-  );
-  await cluster.primary.query('ANALYZE "User"');
-  await cluster.waitForReplicas();
+  await seedUsers(cluster, rows);
 
   const results: Record<string, Record<string, Row>> = {};
   if (orms.includes('prisma')) {

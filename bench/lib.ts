@@ -3,6 +3,7 @@
 // percentiles), a concurrency driver, and one shape for bench/results/*.json.
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import type { Cluster } from '@lagless/testkit';
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return Number.NaN;
@@ -163,4 +164,16 @@ export function writeResult(
   };
   writeFileSync(new URL(`./results/${bench}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
   return result;
+}
+
+/** The "User" table the ORM benchmarks read, with `rows` rows, replayed by every replica. */
+export async function seedUsers(cluster: Cluster, rows: number): Promise<void> {
+  await cluster.primary.query(
+    'CREATE TABLE "User" (id serial PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL)',
+  );
+  await cluster.primary.query(
+    `INSERT INTO "User" (email, name) SELECT 'u' || i || '@x', md5(i::text) FROM generate_series(1, ${rows}) i`,
+  );
+  await cluster.primary.query('ANALYZE "User"');
+  await cluster.waitForReplicas();
 }

@@ -17,6 +17,7 @@ import { createFaultProxy, startCluster } from '@lagless/testkit';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { readReplicas as officialReadReplicas } from '@prisma/extension-read-replicas';
 import { PrismaClient } from '../packages/prisma/test/generated/client.js';
+import { seedUsers } from './lib.js';
 
 const { values } = parseArgs({
   options: { rounds: { type: 'string' }, seconds: { type: 'string' }, rows: { type: 'string' } },
@@ -81,14 +82,7 @@ async function measure(
 const cluster = await startCluster({ replicas: 2 });
 const proxy = await createFaultProxy({ target: cluster.replicas[1]?.url ?? '', latencyMs: 0 });
 try {
-  await cluster.primary.query(
-    'CREATE TABLE "User" (id serial PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL)',
-  );
-  await cluster.primary.query(
-    `INSERT INTO "User" (email, name) SELECT 'u' || i || '@x', md5(i::text) FROM generate_series(1, ${rows}) i`,
-  );
-  await cluster.primary.query('ANALYZE "User"');
-  await cluster.waitForReplicas();
+  await seedUsers(cluster, rows);
   const [fast, slowed] = cluster.replicas;
   if (!fast || !slowed) throw new Error('two replicas expected');
   // Replica 1 is always reached through the proxy, so its extra hop is there in both scenarios.
