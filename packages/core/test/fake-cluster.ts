@@ -113,3 +113,17 @@ export class FakeCluster {
     };
   }
 }
+
+/** Reads through `router`, served as the fake cluster would serve them (a down node throws). */
+export function readOn(fake: FakeCluster, router: Router<string>): Promise<string> {
+  return router.read(async (client) => fake.serve(client));
+}
+
+/** Polls `condition` every 5 ms until it holds, or fails after `timeoutMs`. */
+export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}

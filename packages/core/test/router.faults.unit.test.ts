@@ -8,7 +8,7 @@ import { PrimaryLsnHistory } from '../src/lag.js';
 import { pgNode } from '../src/pg.js';
 import type { Router } from '../src/router.js';
 import { rejection } from './assertions.js';
-import { FakeCluster, refused } from './fake-cluster.js';
+import { FakeCluster, readOn, refused, waitFor } from './fake-cluster.js';
 
 const SECRET = 'a-secret-of-sixteen-bytes';
 const OLD_SECRET = 'the-previous-secret-16b';
@@ -22,19 +22,6 @@ afterEach(async () => {
 function track(router: Router<string>): Router<string> {
   routers.push(router);
   return router;
-}
-
-/** Reads through `router`, served as the fake cluster would serve them (a down node throws). */
-function readOn(fake: FakeCluster, router: Router<string>): Promise<string> {
-  return router.read(async (client) => fake.serve(client));
-}
-
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(5);
-  }
 }
 
 function events(router: Router<string>, ...names: RouterEventName[]): Array<[RouterEventName, unknown]> {

@@ -1,9 +1,7 @@
-// Session guarantees and zones with fakes, no database. test/consistency/ checks them on real servers.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RouterNode } from '../src/index.js';
 import type { Router } from '../src/router.js';
-import { FakeCluster } from './fake-cluster.js';
+import { FakeCluster, readOn, waitFor } from './fake-cluster.js';
 
 const routers: Router<string>[] = [];
 afterEach(async () => {
@@ -15,20 +13,8 @@ function track(router: Router<string>): Router<string> {
   return router;
 }
 
-function readOn(fake: FakeCluster, router: Router<string>): Promise<string> {
-  return router.read(async (client) => fake.serve(client));
-}
-
 function zoned(node: RouterNode<string>, zone: string): RouterNode<string> {
   return { ...node, zone };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(5);
-  }
 }
 
 describe('zones', () => {

@@ -9,7 +9,7 @@ import {
 } from '../src/connection-errors.js';
 import { createRouter, isLaglessError, LaglessError, seededRandom } from '../src/index.js';
 import { PrimaryLsnHistory } from '../src/lag.js';
-import { FakeCluster } from './fake-cluster.js';
+import { FakeCluster, waitFor } from './fake-cluster.js';
 
 function setup(replicaCount = 2, options: Record<string, unknown> = {}) {
   const fake = new FakeCluster();
@@ -308,11 +308,3 @@ describe('error classification', () => {
     });
   });
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
