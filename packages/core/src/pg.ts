@@ -4,7 +4,7 @@ import type { RouterNode } from './options.js';
 
 /** The part of a node-postgres `Pool` a node needs (any pg-compatible pool will do). */
 export interface PgPoolLike {
-  query(text: string): Promise<{ rows: Array<Record<string, unknown>> }>;
+  query(text: string, values?: unknown[]): Promise<{ rows: Array<Record<string, unknown>> }>;
   on(event: 'error', listener: (error: Error) => void): unknown;
   end(): Promise<void>;
 }

@@ -32,10 +32,18 @@ export interface AdminQueryOptions {
   database?: string;
 }
 
+/**
+ * The part of a connection the testkit's own statements use. Declared here rather than taken from
+ * `pg` so the published types need nothing a user has not installed (pg ships no types of its own).
+ */
+export interface AdminClient {
+  query<R extends Record<string, unknown>>(sql: string, params?: unknown[]): Promise<{ rows: R[] }>;
+}
+
 /** Runs `fn` on a fresh connection that is always closed afterwards. */
 export async function withAdminClient<T>(
   connection: NodeConnection,
-  fn: (client: pg.Client) => Promise<T>,
+  fn: (client: AdminClient) => Promise<T>,
   options: AdminQueryOptions = {},
 ): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 10_000;
