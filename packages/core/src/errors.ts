@@ -15,6 +15,8 @@ export type LaglessErrorCode =
   | 'PRIMARY_MISCONFIGURED'
   /** A replica was asked for inside a transaction, which runs on the primary. */
   | 'IN_TRANSACTION'
+  /** The installed ORM changed an internal an adapter relies on: that version is not supported. */
+  | 'UNSUPPORTED_VERSION'
   | 'CLOSED';
 
 /** Marks our errors across duplicate installs of this package, where `instanceof` fails. */

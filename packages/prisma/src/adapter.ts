@@ -1,4 +1,12 @@
-import { createRouter, invalidOption, isConnectionLevelError, type Router, type RouterOptions } from '@lagless/core';
+import {
+  createRouter,
+  invalidOption,
+  isConnectionLevelError,
+  isLaglessError,
+  type ReadOptions,
+  type Router,
+  type RouterOptions,
+} from '@lagless/core';
 import type {
   ConnectionInfo,
   IsolationLevel,
@@ -10,7 +18,7 @@ import type {
 } from './driver-types.js';
 import { NodeConnection } from './node-connection.js';
 import { isReadOnlySql } from './operations.js';
-import { type RouteContext, RoutingState } from './route-context.js';
+import { type OperationRoute, RoutingState } from './route-context.js';
 
 /** A node given to `laglessAdapter`: a driver adapter factory, optionally named and weighted. */
 export type LaglessNodeInput =
@@ -35,6 +43,7 @@ export interface LaglessAdapterOptions extends Omit<RouterOptions<NodeConnection
 }
 
 const BRAND = Symbol.for('lagless.prisma.adapter');
+const ON_PRIMARY: ReadOptions = Object.freeze({ primary: true });
 
 function isFactory(value: unknown): value is SqlDriverAdapterFactory {
   return (
@@ -186,29 +195,32 @@ class RoutingDriverAdapter implements SqlDriverAdapter {
     return this.#route(query.sql, (adapter) => adapter.executeRaw(query));
   }
 
-  async executeScript(script: string): Promise<void> {
-    let failure: unknown;
-    try {
-      const primary = await this.#primary.adapter();
-      await primary.executeScript(script);
-    } catch (error) {
-      failure = error;
-      throw error;
-    } finally {
-      this.#router.markWrite(failure);
-    }
+  executeScript(script: string): Promise<void> {
+    return this.#router.write(async () => (await this.#primary.adapter()).executeScript(script));
   }
 
   async startTransaction(isolationLevel?: IsolationLevel): Promise<Transaction> {
     const primary = await this.#primary.adapter();
     const tx = await primary.startTransaction(isolationLevel);
-    return wrapTransaction(tx, () => {
-      // Prisma issues COMMIT, then calls commit() to release the connection: the write is durable
-      // here, never before, so this is where the scope's LSN may rise.
-      const ctx = this.#factory.routing.als.getStore();
-      if (ctx) ctx.committed = true;
-      this.#router.markWrite();
-    });
+    // Prisma sends COMMIT (or ROLLBACK) through the transaction, then calls commit() (or rollback())
+    // to release its connection: the outcome is durable here, never before. The transaction counts
+    // as one write served by the primary and raises the scope past it, as one does through Drizzle,
+    // unless an operation inside the router's write() started it (a nested create): that counts it.
+    const end = async (release: () => Promise<void>): Promise<void> => {
+      if (this.#factory.routing.frame().operation?.write) return release();
+      let released = false;
+      try {
+        await this.#router.write(() => {
+          released = true;
+          return release();
+        });
+      } catch (error) {
+        // The router was closed while the transaction ran: its outcome stands, its connection goes back.
+        if (released || !isLaglessError(error, 'CLOSED')) throw error;
+        await release();
+      }
+    };
+    return wrapTransaction(tx, end);
   }
 
   getConnectionInfo(): ConnectionInfo {
@@ -220,46 +232,43 @@ class RoutingDriverAdapter implements SqlDriverAdapter {
   }
 
   async #route<T>(sql: string, run: (adapter: SqlDriverAdapter) => Promise<T>): Promise<T> {
-    const ctx = this.#factory.routing.als.getStore();
-    if (ctx === undefined) {
+    const operation = this.#factory.routing.frame().operation;
+    if (operation === undefined) {
       // No operation claims this statement. Either Prisma merged findUnique calls into a batch that
-      // lost every caller's context (it happens), or someone runs SQL without the extension.
-      if (this.#factory.routing.inflight.size > 0 && isReadOnlySql(sql)) return this.#read(undefined, run);
-      let failure: unknown;
-      try {
-        return await run(await this.#primary.adapter());
-      } catch (error) {
-        failure = error;
-        throw error;
-      } finally {
-        if (!isReadOnlySql(sql)) this.#router.markWrite(failure);
-      }
+      // lost every caller's context (it happens), or someone runs SQL without the extension: then
+      // only what cannot write may leave the primary, and the router counts it either way.
+      if (!isReadOnlySql(sql)) return this.#router.write(async () => run(await this.#primary.adapter()));
+      if (this.#factory.routing.inflight.size > 0) return this.#read(undefined, run);
+      return this.#router.read(async () => run(await this.#primary.adapter()), ON_PRIMARY);
     }
-    if (ctx.pinned) return this.#onPinned(ctx.pinned, run);
-    if (ctx.mode === 'primary' && !ctx.batched) {
-      ctx.pinned = this.#primary;
+    if (operation.pinned) return this.#onPinned(operation.pinned, run);
+    if (operation.write) {
+      // The operation runs inside the router's write(): it is on the primary already.
+      operation.pinned = this.#primary;
       return run(await this.#primary.adapter());
     }
-    return this.#read(ctx, run);
+    return this.#read(operation, run);
   }
 
-  async #read<T>(ctx: RouteContext | undefined, run: (adapter: SqlDriverAdapter) => Promise<T>): Promise<T> {
-    let primary = ctx?.mode === 'primary';
+  async #read<T>(operation: OperationRoute | undefined, run: (adapter: SqlDriverAdapter) => Promise<T>): Promise<T> {
+    // A read `$primary()` forces still goes through the router: it counts, and a session's later
+    // replica reads must not show older data than it did.
+    let primary = operation?.mode === 'primary';
     let minLsn = 0n;
-    if (!primary && (ctx === undefined || ctx.batched)) {
+    if (!primary && (operation === undefined || operation.batched)) {
       // This statement may serve several callers' findUnique calls: satisfy the strictest.
       const strictest = await this.#factory.routing.inflight.strictest();
       if (strictest === 'primary') primary = true;
       else minLsn = strictest;
     }
     // `$replica()` asks for a replica whatever it has replayed.
-    const anyReplica = ctx?.forced === true && ctx.mode === 'replica';
+    const anyReplica = operation?.forced === true && operation.mode === 'replica';
     return this.#router.read(
       async (node) => {
-        if (ctx) ctx.pinned = node;
+        if (operation) operation.pinned = node;
         return run(await node.adapter());
       },
-      primary ? { primary: true } : { minLsn, anyReplica },
+      primary ? ON_PRIMARY : { minLsn, anyReplica },
     );
   }
 
@@ -275,18 +284,16 @@ class RoutingDriverAdapter implements SqlDriverAdapter {
   }
 }
 
-function wrapTransaction(tx: Transaction, onCommit: () => void): Transaction {
+/** `tx` with its commit() and rollback() run through `end`. */
+function wrapTransaction(tx: Transaction, end: (release: () => Promise<void>) => Promise<void>): Transaction {
   const wrapped: Transaction = {
     provider: tx.provider,
     adapterName: tx.adapterName,
     options: tx.options,
     queryRaw: (query) => tx.queryRaw(query),
     executeRaw: (query) => tx.executeRaw(query),
-    commit: async () => {
-      await tx.commit();
-      onCommit();
-    },
-    rollback: () => tx.rollback(),
+    commit: () => end(() => tx.commit()),
+    rollback: () => end(() => tx.rollback()),
   };
   if (tx.createSavepoint) wrapped.createSavepoint = tx.createSavepoint.bind(tx);
   if (tx.rollbackToSavepoint) wrapped.rollbackToSavepoint = tx.rollbackToSavepoint.bind(tx);

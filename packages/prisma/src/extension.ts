@@ -1,10 +1,10 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import {
   createRouter,
   invalidOption,
   isConnectionLevelError,
   LaglessError,
   type LaglessHandle,
+  type ReadOptions,
   ROUTER_OPTION_NAMES,
   type Router,
   type RouterOptions,
@@ -14,8 +14,16 @@ import type { PrismaClientExtends } from '@prisma/client/extension';
 import { Prisma } from '@prisma/client/extension';
 import type { DefaultArgs, InternalArgs } from '@prisma/client/runtime/client';
 import { isLaglessAdapter, type LaglessAdapter } from './adapter.js';
+import { NodeConnection } from './node-connection.js';
 import { BATCHED_OPERATIONS, RAW_OPERATIONS, READ_OPERATIONS } from './operations.js';
-import { newContext, type Requirement, type RouteMode, RoutingState } from './route-context.js';
+import { clientAdapterFactory, isTransactionClient, operationInTransaction } from './prisma-compat.js';
+import {
+  newOperation,
+  type Requirement,
+  type RouteMode,
+  RoutingState,
+  type TransactionWrites,
+} from './route-context.js';
 
 /** What `$extends()` takes: the same shape `Prisma.defineExtension` (and the official extension) returns. */
 // biome-ignore lint/suspicious/noExplicitAny: Prisma types an extension's client parameter as any.
@@ -73,15 +81,12 @@ interface QueryParams {
   operation: string;
   args: unknown;
   query: (args: unknown) => Promise<unknown>;
-  __internalParams?: { transaction?: unknown };
 }
 
 interface ExtendableClient {
   $extends(extension: object): unknown;
   $connect(): Promise<void>;
   $disconnect(): Promise<void>;
-  $queryRawUnsafe(sql: string, ...values: unknown[]): Promise<unknown>;
-  _engineConfig?: { adapter?: unknown };
 }
 
 type Invoke = (client: unknown, params: QueryParams) => Promise<unknown>;
@@ -92,20 +97,17 @@ interface Engine {
   router(): Router<unknown>;
   /** Runs one operation in the given mode. */
   run(mode: RouteMode, forced: boolean, params: QueryParams, isRead: boolean): Promise<unknown>;
+  /** `$lagless.close()`: the router, and whatever connections of its own the engine opened. */
+  close(): Promise<void>;
   connect?(): Promise<void>;
   disconnect?(): Promise<void>;
   /** Wraps a session's body (the drop-in path keeps per-session state of its own). */
   inSession?<T>(fn: () => T): T;
   /** A write ran inside a transaction, whose commit this engine cannot see. */
   transactionWrite?(): void;
+  /** Records such writes of the current session, before its next operation or token. */
+  settleTransactionWrites?(): Promise<unknown> | undefined;
 }
-
-/** Writes made inside transactions whose position was not captured yet (drop-in path). */
-interface PendingTransactionWrites {
-  pending: boolean;
-}
-
-const ROUTER_OPTION_KEYS = ROUTER_OPTION_NAMES;
 
 /** The LSN the current scope requires, for reads that may be merged with other scopes' reads. */
 async function scopeRequirement(router: Router<unknown>): Promise<Requirement> {
@@ -141,37 +143,62 @@ const invokeOn: Invoke = (client, { model, operation, args }) => {
   return method.call(target, args);
 };
 
+const ON_PRIMARY: ReadOptions = Object.freeze({ primary: true });
+
 function fastEngine(adapter: LaglessAdapter): Engine {
   const { routing } = adapter;
   return {
     routing,
     router: () => adapter.router,
+    close: () => adapter.router.close(),
     async run(mode, forced, params, isRead) {
       const router = adapter.router;
+      if (mode === 'primary' && !isRead) {
+        // One write served by the primary, counted as through every adapter; the scope is raised
+        // after it settled (also after a failure: a write can commit and still report an error), in
+        // the caller's own async context. Prisma's query promises are lazy: the frame must wrap the
+        // awaiting, not the call.
+        const operation = newOperation(mode, forced, false, true);
+        return router.write(() => routing.run({ operation }, async () => await params.query(params.args)));
+      }
       const batched = isRead && BATCHED_OPERATIONS.has(params.operation);
-      const ctx = newContext(mode, forced, batched);
       const release = batched
         ? routing.inflight.add(mode === 'primary' ? 'primary' : forced ? 0n : scopeRequirement(router))
         : undefined;
-      let failure: unknown;
+      const operation = newOperation(mode, forced, batched, false);
       try {
-        // Prisma's query promises are lazy: the context must wrap the awaiting, not the call.
-        return await routing.als.run(ctx, async () => await params.query(params.args));
+        return await routing.run({ operation }, async () => await params.query(params.args));
       } catch (error) {
-        failure = error;
         // The router retries a failed first statement elsewhere; a later statement of the same
         // operation (pinned to a replica that just died) cannot move, so the whole read runs again.
-        if (!isRead || !ctx.pinned?.isReplica || !isConnectionLevelError(error)) throw error;
-        const retry = newContext(mode, forced, batched);
-        return await routing.als.run(retry, async () => await params.query(params.args));
+        if (!isRead || !operation.pinned?.isReplica || !isConnectionLevelError(error)) throw error;
+        const retry = newOperation(mode, forced, batched, false);
+        return await routing.run({ operation: retry }, async () => await params.query(params.args));
       } finally {
         release?.();
-        // After the operation settled, in the caller's own async context (its scope), and also after
-        // a failure: a write can commit and still report an error.
-        if (mode === 'primary' && !isRead && !ctx.committed) router.markWrite(failure);
       }
     },
   };
+}
+
+/**
+ * The probe connection of one drop-in node: opened from the driver adapter factory its PrismaClient
+ * was created with, so probes never pass through that client (its query log, `$on('query')` events
+ * and extensions see only the application's own queries).
+ */
+function probeConnection(client: unknown, option: string, name: string, isReplica: boolean): NodeConnection {
+  const factory = clientAdapterFactory(client, option);
+  if (factory === undefined) {
+    throw invalidOption(option, 'a PrismaClient created with a driver adapter (new PrismaClient({ adapter }))', client);
+  }
+  if (isLaglessAdapter(factory)) {
+    throw invalidOption(
+      'replicas',
+      'no replica clients for a client on laglessAdapter() (its replicas belong in laglessAdapter({ replicas }))',
+      'an array',
+    );
+  }
+  return new NodeConnection(name, factory, isReplica);
 }
 
 function dropInEngine(base: ExtendableClient, options: ReadReplicasOptions): Engine {
@@ -182,41 +209,51 @@ function dropInEngine(base: ExtendableClient, options: ReadReplicasOptions): Eng
     }
   });
   const routerOptions: Partial<RouterOptions<PrismaClientLike>> = {};
-  for (const key of ROUTER_OPTION_KEYS) {
+  // Core's list, checked against RouterOptions when core compiles: a new option cannot be dropped here.
+  for (const key of ROUTER_OPTION_NAMES) {
     if (options[key] !== undefined) (routerOptions as Record<string, unknown>)[key] = options[key];
   }
-  const node = (name: string, client: PrismaClientLike) => ({
-    name,
+  const connections = [
+    probeConnection(base, 'the client readReplicas() extends', 'primary', false),
+    ...replicas.map((client, i) => probeConnection(client, `replicas[${i}]`, `replica-${i}`, true)),
+  ];
+  const node = (connection: NodeConnection, client: PrismaClientLike) => ({
+    name: connection.name,
     client,
-    query: async (sql: string) => (await client.$queryRawUnsafe(sql)) as Array<Record<string, unknown>>,
+    query: (sql: string) => connection.query(sql),
   });
+  const [primaryConnection, ...replicaConnections] = connections as [NodeConnection, ...NodeConnection[]];
   const router: Router<PrismaClientLike> = createRouter({
     ...routerOptions,
-    primary: node('primary', base),
-    replicas: replicas.map((client, i) => node(`replica-${i}`, client)),
+    primary: node(primaryConnection, base as unknown as PrismaClientLike),
+    replicas: replicas.map((client, i) => node(replicaConnections[i] as NodeConnection, client)),
   });
+  // A PrismaPg over the application's own pg.Pool shares it: ending it twice is no failure of ours.
+  const closeConnections = () => Promise.all(connections.map((c) => c.dispose(false).catch(() => undefined)));
   const routing = new RoutingState();
   // The drop-in path cannot see a transaction's COMMIT (it happens inside the primary client's own
   // adapter). A write inside a transaction is remembered instead, and the next operation of the same
-  // session (which the caller starts after awaiting the transaction) captures the position first.
-  const transactionWrites = new AsyncLocalStorage<PendingTransactionWrites>();
-  const outsideSessions: PendingTransactionWrites = { pending: false };
-  const settleTransactionWrites = () => {
-    const writes = transactionWrites.getStore() ?? outsideSessions;
-    if (!writes.pending) return;
+  // session (which the caller starts after awaiting the transaction) records it first: one write
+  // served by the primary, the scope raised past it.
+  const outsideSessions: TransactionWrites = { pending: false };
+  const transactionWrites = () => routing.frame().transactionWrites ?? outsideSessions;
+  const settleTransactionWrites = (): Promise<unknown> | undefined => {
+    const writes = transactionWrites();
+    if (!writes.pending) return undefined;
     writes.pending = false;
-    router.markWrite();
+    return router.write(() => undefined);
   };
   return {
     routing,
     router: () => router,
-    inSession: (fn) => transactionWrites.run({ pending: false }, fn),
+    inSession: (fn) => routing.run({ transactionWrites: { pending: false } }, fn),
     transactionWrite() {
-      (transactionWrites.getStore() ?? outsideSessions).pending = true;
+      transactionWrites().pending = true;
     },
+    settleTransactionWrites,
     async run(mode, forced, params, isRead) {
-      settleTransactionWrites();
-      const ctx = newContext(mode, forced, false);
+      const settling = settleTransactionWrites();
+      if (settling) await settling;
       if (mode === 'replica') {
         // The primary's own pipeline (with this client's other extensions) serves a fallback.
         return router.read(
@@ -225,15 +262,13 @@ function dropInEngine(base: ExtendableClient, options: ReadReplicasOptions): Eng
           { anyReplica: forced },
         );
       }
-      let failure: unknown;
-      try {
-        return await routing.als.run(ctx, async () => await params.query(params.args));
-      } catch (error) {
-        failure = error;
-        throw error;
-      } finally {
-        if (!isRead) router.markWrite(failure);
-      }
+      // A read `$primary()` forces: counted, and a session's later replica reads show no older data.
+      if (isRead) return router.read(() => params.query(params.args), ON_PRIMARY);
+      return router.write(() => params.query(params.args));
+    },
+    async close() {
+      await router.close();
+      await closeConnections();
     },
     async connect() {
       await Promise.all([base.$connect(), ...replicas.map((r) => r.$connect())]);
@@ -241,6 +276,7 @@ function dropInEngine(base: ExtendableClient, options: ReadReplicasOptions): Eng
     async disconnect() {
       await router.close();
       await Promise.all([base.$disconnect(), ...replicas.map((r) => r.$disconnect())]);
+      await closeConnections();
     },
   };
 }
@@ -252,7 +288,7 @@ function resolveEngine(base: ExtendableClient, options: ReadReplicasOptions): En
     }
     return dropInEngine(base, options);
   }
-  const adapter = options.adapter ?? base._engineConfig?.adapter;
+  const adapter = options.adapter ?? clientAdapterFactory(base, 'adapter');
   if (!isLaglessAdapter(adapter)) {
     throw invalidOption(
       options.adapter === undefined ? 'replicas' : 'adapter',
@@ -260,7 +296,7 @@ function resolveEngine(base: ExtendableClient, options: ReadReplicasOptions): En
       options.adapter === undefined ? options.replicas : options.adapter,
     );
   }
-  const misplaced = ROUTER_OPTION_KEYS.filter((key) => options[key] !== undefined);
+  const misplaced = ROUTER_OPTION_NAMES.filter((key) => options[key] !== undefined);
   if (misplaced.length > 0) {
     const first = misplaced[0] as (typeof misplaced)[number];
     throw invalidOption(
@@ -292,7 +328,7 @@ function forcePromise(promise: unknown, mode: RouteMode, routing: RoutingState):
   const lazy = promise as Promise<unknown>;
   const then = lazy.then;
   const forcedThen: Promise<unknown>['then'] = (onFulfilled, onRejected) =>
-    routing.forced.run(mode, () => then.call(lazy, onFulfilled, onRejected)) as never;
+    routing.run({ forced: mode }, () => then.call(lazy, onFulfilled, onRejected)) as never;
   const methods = new Map<PropertyKey, unknown>([
     ['then', forcedThen],
     ['catch', (onRejected?: (error: unknown) => unknown) => forcedThen(undefined, onRejected)],
@@ -348,11 +384,6 @@ function forceClient(client: object, mode: RouteMode, routing: RoutingState): un
   });
 }
 
-/** A transaction client cannot be extended (Prisma denies $extends there, but keeps $transaction for savepoints). */
-function inTransaction(context: object): boolean {
-  return typeof (context as { $extends?: unknown }).$extends !== 'function';
-}
-
 function isReadOperation(params: QueryParams, rawQueries: 'primary' | 'replica'): boolean {
   if (params.model !== undefined) return READ_OPERATIONS.has(params.operation);
   return rawQueries === 'replica' && (params.operation === '$queryRaw' || params.operation === '$queryRawUnsafe');
@@ -393,7 +424,7 @@ export function readReplicas(options: ReadReplicasOptions = {}): ReadReplicasExt
 
     const api: LaglessClientApi = {
       ready: () => engine.router().ready(),
-      close: () => engine.router().close(),
+      close: () => engine.close(),
       stats: () => engine.router().stats(),
       session: ((initOrFn: SessionInit | (() => unknown), maybeFn?: () => unknown) => {
         const fn = (maybeFn ?? initOrFn) as () => unknown;
@@ -402,11 +433,15 @@ export function readReplicas(options: ReadReplicasOptions = {}): ReadReplicasExt
           ? engine.router().session(body)
           : engine.router().session(initOrFn as SessionInit, body);
       }) as LaglessClientApi['session'],
-      token: () => engine.router().token(),
+      token: async () => {
+        // A token taken right after a drop-in `$transaction` must carry it too.
+        await engine.settleTransactionWrites?.();
+        return engine.router().token();
+      },
       get router() {
         return engine.router();
       },
-      [Symbol.asyncDispose]: () => engine.router().close(),
+      [Symbol.asyncDispose]: () => engine.close(),
     };
 
     return base.$extends({
@@ -415,11 +450,11 @@ export function readReplicas(options: ReadReplicasOptions = {}): ReadReplicasExt
         $primary() {
           const context = Prisma.getExtensionContext(this) as unknown as ExtendableClient;
           // Inside a transaction the client already is the primary.
-          return inTransaction(context) ? context : forcedClient(context, 'primary');
+          return isTransactionClient(context) ? context : forcedClient(context, 'primary');
         },
         $replica() {
           const context = Prisma.getExtensionContext(this) as unknown as ExtendableClient;
-          if (inTransaction(context)) {
+          if (isTransactionClient(context)) {
             throw new LaglessError(
               'IN_TRANSACTION',
               'Cannot use $replica() inside a transaction: a transaction runs on the primary, and a replica read from it would not see its writes',
@@ -438,14 +473,15 @@ export function readReplicas(options: ReadReplicasOptions = {}): ReadReplicasExt
       query: {
         $allOperations(params: QueryParams) {
           // Inside a transaction every statement already runs on the transaction's connection.
-          if (params.__internalParams?.transaction) {
+          if (operationInTransaction(params)) {
             if (!isReadOperation(params, 'replica')) engine.transactionWrite?.();
             return params.query(params.args);
           }
-          const forced = engine.routing.forced.getStore();
+          const { routing } = engine;
+          const forced = routing.frame().forced;
           if (forced !== undefined) {
             // Nested operations (started while this one is awaited) must not inherit the choice.
-            return engine.routing.forced.exit(() =>
+            return routing.run({ forced: undefined }, () =>
               engine.run(forced, true, params, isReadOperation(params, forced === 'replica' ? 'replica' : 'primary')),
             );
           }

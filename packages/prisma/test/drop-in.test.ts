@@ -78,6 +78,19 @@ describe('drop-in path', () => {
     expect(await unsafe.user.findUnique({ where: { id: missed.id } })).toBeNull();
   });
 
+  it('a token taken right after a $transaction carries it to another instance', async () => {
+    const prisma = dropIn({ waitTimeoutMs: 50 });
+    const { id, token } = await prisma.$lagless.session(async () => {
+      const user = await prisma.$transaction(async (tx) => tx.user.create({ data: { email: 'tok@x', name: 't' } }));
+      return { id: user.id, token: await prisma.$lagless.token() };
+    });
+    expect(typeof token).toBe('string');
+    // Another instance, which wrote nothing: only the token can keep its read off the paused replicas.
+    const other = dropIn({ waitTimeoutMs: 50 });
+    expect(await other.$lagless.session({ token }, () => other.user.findUnique({ where: { id } }))).not.toBeNull();
+    expect(await other.user.findUnique({ where: { id } })).toBeNull();
+  });
+
   it('passes $queryRawUnsafe / $executeRawUnsafe arguments to a replica client as the caller gave them', async () => {
     const replicaPorts = cluster.replicas.map((r) => r.port);
     for (const prisma of [dropIn(), dropIn({ rawQueries: 'replica' })]) {

@@ -69,4 +69,20 @@ describe('lifecycle', () => {
     await prisma.$disconnect();
     await settled(idle);
   });
+
+  it('drop-in path: probes use connections of their own, which $lagless.close() closes', async () => {
+    const idle = await connections();
+    const replicas = cluster.replicas.map((r) => bareClient(r.url));
+    const prisma = bareClient(cluster.primary.url).$extends(readReplicas({ replicas }));
+    try {
+      // No query ran through any client: what is open now is the router's probe connections.
+      await prisma.$lagless.ready();
+      const probing = await connections();
+      expect(probing.every((n, i) => n > (idle[i] ?? 0))).toBe(true);
+      await prisma.$lagless.close();
+      await settled(idle);
+    } finally {
+      await prisma.$disconnect();
+    }
+  });
 });

@@ -1,5 +1,5 @@
 // Input validation and the pure parts of routing, without a database.
-import { isLaglessError } from '@lagless/core';
+import { isLaglessError, ROUTER_OPTION_NAMES } from '@lagless/core';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { describe, expect, it } from 'vitest';
 import { laglessAdapter, readReplicas } from '../src/index.js';
@@ -81,6 +81,16 @@ describe('readReplicas options', () => {
       () => client.$extends(readReplicas({ balancer: 'random' })),
       /Invalid option balancer: expected no router option here: with laglessAdapter\(\), pass balancer to laglessAdapter\(\)/,
     );
+  });
+
+  it('drop-in path: every router option reaches the router (core’s list of names, checked against RouterOptions)', () => {
+    // A value no option accepts: the router's own validation naming the option proves it arrived.
+    for (const name of ROUTER_OPTION_NAMES) {
+      invalid(
+        () => new PrismaClient({ adapter: pg() }).$extends(readReplicas({ replicas: [], [name]: Symbol(name) })),
+        new RegExp(`Invalid option ${name}(\\W|$)`),
+      );
+    }
   });
 
   it('rejects a bad rawQueries value', () => {

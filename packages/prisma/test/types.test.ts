@@ -1,5 +1,5 @@
 // Type-level tests (checked by `tsc -p tsconfig.tests.json`; the runtime part only builds clients).
-import type { RouterStats } from '@lagless/core';
+import type { LaglessHandle, RouterStats } from '@lagless/core';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { describe, expectTypeOf, it } from 'vitest';
 import { type LaglessAdapter, laglessAdapter, readReplicas } from '../src/index.js';
@@ -43,6 +43,8 @@ describe('types', () => {
 
   it('$lagless exposes stats, session and token', () => {
     const prisma = fast();
+    // The one surface of every adapter, typed once in core.
+    expectTypeOf(prisma.$lagless).toEqualTypeOf<LaglessHandle<unknown>>();
     expectTypeOf(prisma.$lagless.stats()).toEqualTypeOf<RouterStats>();
     // Wrapped in functions that never run: these calls would reach for a database.
     expectTypeOf(() => prisma.$lagless.token()).returns.resolves.toEqualTypeOf<string | undefined>();
