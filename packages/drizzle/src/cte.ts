@@ -1,5 +1,5 @@
-import type { SQL } from 'drizzle-orm';
 import type { PgDialect } from 'drizzle-orm/pg-core';
+import { cteSql } from './drizzle-compat.js';
 
 // A CTE keeps only its rendered SQL (`$with().as(qb)` calls `qb.getSQL()`), not the builder it came
 // from, so the statement text is all there is to judge. Literals and quoted identifiers are blanked
@@ -12,16 +12,12 @@ const WRITES = /\b(?:insert|update|delete|merge)\b/i;
 
 const verdicts = new WeakMap<object, boolean>();
 
-interface CteLike {
-  readonly _?: { readonly sql?: SQL };
-}
-
 /** True when `cte` (a `$with(...).as(...)` result) inserts, updates, deletes or merges rows. */
 export function isDataModifyingCte(cte: unknown, dialect: PgDialect): boolean {
   if (typeof cte !== 'object' || cte === null) return false;
   const known = verdicts.get(cte);
   if (known !== undefined) return known;
-  const sql = (cte as CteLike)._?.sql;
+  const sql = cteSql(cte);
   // Something we cannot read is treated as a write: correctness over offloading.
   const verdict = sql === undefined ? true : WRITES.test(dialect.sqlToQuery(sql).sql.replace(QUOTED, "''"));
   verdicts.set(cte, verdict);

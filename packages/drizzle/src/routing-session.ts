@@ -1,54 +1,47 @@
 import type { ReadOptions, Router } from '@lagless/core';
-import type { SQL } from 'drizzle-orm';
-import { type PgDialect, PgPreparedQuery, type PgQueryResultHKT, PgSession } from 'drizzle-orm/pg-core';
-
-/**
- * Drizzle's builders keep their session and dialect in fields its public types hide. We read them
- * through this structural view instead of depending on a driver's classes.
- */
-export interface DrizzleInternals {
-  readonly dialect: PgDialect;
-  readonly session: PgSession;
-  readonly _: {
-    readonly schema: Record<string, unknown> | undefined;
-    readonly fullSchema: Record<string, unknown>;
-    readonly tableNamesMap: Record<string, string>;
-  };
-  readonly $client?: unknown;
-}
+import type { Query, SQL } from 'drizzle-orm';
+import {
+  type PgDialect,
+  PgPreparedQuery,
+  type PgQueryResultHKT,
+  PgSession,
+  type PreparedQueryConfig,
+} from 'drizzle-orm/pg-core';
+import { JOINS_NULLABILITY, queryMetadataOf, queryOf, sessionOf } from './drizzle-compat.js';
 
 /** Which router entry a statement built on a routing session goes through. */
 export type Route = 'read' | 'write';
 
-type QueryMetadata = { type: 'select' | 'update' | 'delete' | 'insert'; tables: string[] };
 type PrepareArgs = Parameters<PgSession['prepareQuery']>;
-type AnyPrepared = PgPreparedQuery<{ execute: unknown; all: unknown; values: unknown }>;
-// `all()` is not on PgPreparedQuery's public type although every pg driver implements it.
-type WithAll = AnyPrepared & { all?(placeholderValues?: Record<string, unknown>): Promise<unknown> };
-
-function internals(db: unknown): DrizzleInternals {
-  return db as DrizzleInternals;
+/** A node's own prepared query, as far as we call it: whatever drizzle passes goes on unchanged. */
+interface NodePrepared {
+  execute(...args: unknown[]): Promise<unknown>;
+  all?(...args: unknown[]): Promise<unknown>;
+  setToken?(token: unknown): unknown;
+  [JOINS_NULLABILITY]?: unknown;
 }
+type Forward<T> = (...args: unknown[]) => Promise<T>;
 
 /**
  * A prepared statement that is not bound to a node yet. Drizzle prepares a statement when a builder
  * is awaited (or `.prepare()`d); we let the router pick the node only at `execute()`, then prepare
- * the same statement on that node's own session, so retries, failover and LSN waits all apply and
- * the driver-specific result handling stays drizzle's.
+ * the same statement on that node's own session, with the arguments drizzle gave us, so retries,
+ * failover and LSN waits all apply and the driver-specific result handling stays drizzle's.
  */
-export class RoutedPreparedQuery extends PgPreparedQuery<{ execute: unknown; all: unknown; values: unknown }> {
-  /** Read by drizzle's select mapper on the prepared query it got back; copied onto each node's. */
-  joinsNotNullableMap: Record<string, boolean> | undefined;
+export class RoutedPreparedQuery extends PgPreparedQuery<PreparedQueryConfig> {
+  /** Set by drizzle's select builder on the prepared query it got back; copied onto each node's. */
+  [JOINS_NULLABILITY]: unknown;
   readonly #router: Router<unknown>;
   readonly #route: Route;
   readonly #args: PrepareArgs;
   readonly #readOptions: () => ReadOptions | undefined;
   // Named statements are prepared once per node, like drizzle does per session.
-  readonly #perNode = new Map<unknown, WithAll>();
+  readonly #perNode = new Map<unknown, NodePrepared>();
   #token: unknown;
 
   constructor(router: Router<unknown>, route: Route, args: PrepareArgs, readOptions: () => ReadOptions | undefined) {
-    super(args[0], undefined, undefined, undefined);
+    // Only getQuery() reads it; drizzle-compat checks that every builder hands one over.
+    super(queryOf(args) as Query, undefined, undefined, undefined);
     this.#router = router;
     this.#route = route;
     this.#args = args;
@@ -61,41 +54,33 @@ export class RoutedPreparedQuery extends PgPreparedQuery<{ execute: unknown; all
     return this;
   }
 
-  #on(db: unknown): WithAll {
+  #on(db: unknown): NodePrepared {
     let prepared = this.#perNode.get(db);
     if (prepared === undefined) {
-      prepared = internals(db).session.prepareQuery(...this.#args) as WithAll;
-      const target = prepared as unknown as {
-        joinsNotNullableMap?: Record<string, boolean>;
-        setToken?: (token: unknown) => unknown;
-      };
-      if (this.joinsNotNullableMap !== undefined) target.joinsNotNullableMap = this.joinsNotNullableMap;
-      if (this.#token !== undefined) target.setToken?.(this.#token);
+      prepared = sessionOf(db).prepareQuery(...this.#args) as unknown as NodePrepared;
+      if (this[JOINS_NULLABILITY] !== undefined) prepared[JOINS_NULLABILITY] = this[JOINS_NULLABILITY];
+      if (this.#token !== undefined) prepared.setToken?.(this.#token);
       this.#perNode.set(db, prepared);
     }
     return prepared;
   }
 
-  #run<T>(fn: (prepared: WithAll) => Promise<T>): Promise<T> {
+  #run<T>(fn: (prepared: NodePrepared) => Promise<T>): Promise<T> {
     return this.#route === 'read'
       ? this.#router.read((db) => fn(this.#on(db)), this.#readOptions())
       : this.#router.write((db) => fn(this.#on(db)));
   }
 
-  execute(placeholderValues?: Record<string, unknown>): Promise<unknown> {
-    return this.#run((prepared) => prepared.execute(placeholderValues));
+  // Typed as drizzle declares it; at run time drizzle also passes an auth token, which goes on too.
+  execute(...args: [placeholderValues?: Record<string, unknown>]): Promise<unknown> {
+    return this.#run((prepared) => prepared.execute(...args));
   }
 
-  all(placeholderValues?: Record<string, unknown>): Promise<unknown> {
+  all(...args: [placeholderValues?: Record<string, unknown>]): Promise<unknown> {
     return this.#run((prepared) => {
       if (typeof prepared.all !== 'function') throw new TypeError('this driver has no all() on prepared queries');
-      return prepared.all(placeholderValues);
+      return prepared.all(...args);
     });
-  }
-
-  /** @internal used by batch APIs, which pg drivers do not have; kept for drizzle's type checks. */
-  isResponseInArrayMode(): boolean {
-    return this.#args[3];
   }
 }
 
@@ -123,23 +108,25 @@ export class RoutingSession extends PgSession<PgQueryResultHKT, Record<string, u
   }
 
   override prepareQuery(...args: PrepareArgs): RoutedPreparedQuery {
-    const metadata = args[5] as QueryMetadata | undefined;
+    const metadata = queryMetadataOf(args);
     // A data-modifying statement never reaches a replica, whichever builder produced it.
     const route = metadata !== undefined && metadata.type !== 'select' ? 'write' : this.#route;
     return new RoutedPreparedQuery(this.#router, route, args, this.#readOptions);
   }
 
-  override execute<T>(query: SQL): Promise<T> {
-    return this.#run((session) => session.execute<T>(query));
+  // execute, all and count forward every argument drizzle passes (it adds an auth token to some),
+  // whatever their declared arity.
+  override execute<T>(...args: [query: SQL]): Promise<T> {
+    return this.#run((session) => (session.execute as Forward<T>).apply(session, args));
   }
 
-  override all<T = unknown>(query: SQL): Promise<T[]> {
-    return this.#run((session) => session.all<T>(query));
+  override all<T = unknown>(...args: [query: SQL]): Promise<T[]> {
+    return this.#run((session) => (session.all as Forward<T[]>).apply(session, args));
   }
 
   // Drivers differ in the shape of a raw result ({ rows } or an array): the node's session knows its own.
-  override count(query: SQL): Promise<number> {
-    return this.#run((session) => session.count(query));
+  override count(...args: [sql: SQL]): Promise<number> {
+    return this.#run((session) => (session.count as Forward<number>).apply(session, args));
   }
 
   override transaction<T>(): Promise<T> {
@@ -149,9 +136,7 @@ export class RoutingSession extends PgSession<PgQueryResultHKT, Record<string, u
 
   #run<T>(fn: (session: PgSession) => Promise<T>): Promise<T> {
     return this.#route === 'read'
-      ? this.#router.read((db) => fn(internals(db).session), this.#readOptions())
-      : this.#router.write((db) => fn(internals(db).session));
+      ? this.#router.read((db) => fn(sessionOf(db)), this.#readOptions())
+      : this.#router.write((db) => fn(sessionOf(db)));
   }
 }
-
-export { internals };

@@ -13,8 +13,9 @@ import { is, sql } from 'drizzle-orm';
 import { PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import type { ExtractTablesWithRelations, TablesRelationalConfig } from 'drizzle-orm/relations';
 import { isDataModifyingCte } from './cte.js';
+import { assertSupportedDrizzle, databaseInternals, READING_WITH_BUILDERS } from './drizzle-compat.js';
 import { type GetReplica, resolveOptions, type WithReplicasOptions } from './options.js';
-import { internals, RoutingSession } from './routing-session.js';
+import { RoutingSession } from './routing-session.js';
 
 /** What `db.$lagless` offers: the one `$lagless` surface of every lagless adapter. */
 export type LaglessHandle<Q> = CoreLaglessHandle<Q>;
@@ -30,6 +31,11 @@ export type LaglessDatabase<Q> = Q & {
 
 type Rows = ReadonlyArray<Record<string, unknown>>;
 
+/** The driver client `drizzle()` puts on every database it makes (public, though not on PgDatabase's type). */
+function clientOf(db: unknown): unknown {
+  return (db as { $client?: unknown }).$client;
+}
+
 interface PgPoolLike {
   query(text: string): Promise<{ rows: Rows }>;
   on?(event: 'error', listener: (error: unknown) => void): unknown;
@@ -43,7 +49,7 @@ interface PostgresJsLike {
  * stay out of the user's drizzle logger and cache, and normalises the two drivers' result shapes.
  */
 function probeQuery(db: unknown): (text: string) => Promise<Rows> {
-  const client = internals(db).$client as Partial<PgPoolLike & PostgresJsLike> | undefined;
+  const client = clientOf(db) as Partial<PgPoolLike & PostgresJsLike> | undefined;
   if (typeof client?.unsafe === 'function') {
     const sqlClient = client as PostgresJsLike;
     return async (text) => await sqlClient.unsafe(text);
@@ -97,6 +103,13 @@ export function withReplicas<
     if (!is(replica, PgDatabase)) throw invalidOption(`replicas[${i}]`, 'a drizzle pg database', replica);
     if (replica === primary) throw invalidOption(`replicas[${i}]`, 'a database other than the primary', 'the primary');
   });
+  // Before anything is built on them: a drizzle-orm that changed what we rely on is refused here,
+  // naming its version and the internal, instead of routing statements wrongly later.
+  assertSupportedDrizzle();
+  const { dialect, _ } = databaseInternals(primary, 'primary');
+  replicas.forEach((replica, i) => {
+    databaseInternals(replica, `replicas[${i}]`);
+  });
   const resolved = resolveOptions<Q>(options, replicas.length);
   const byName = new Map<string, Q>();
   const replicaNodes: RouterNode<Q>[] = replicas.map((db, i) => {
@@ -122,11 +135,10 @@ export function withReplicas<
     // A pg Pool emits 'error' when an idle connection dies (its server killed, a failover). Unheard,
     // that event crashes the process; heard, it ejects the replica (or marks the primary down)
     // before a query trips on it.
-    const client = internals(db).$client as Partial<PgPoolLike> | undefined;
+    const client = clientOf(db) as Partial<PgPoolLike> | undefined;
     if (typeof client?.on === 'function') client.on('error', (error) => router.reportError(name, error));
   }
 
-  const { dialect, _ } = internals(primary);
   const schema =
     _.schema === undefined ? undefined : { fullSchema: _.fullSchema, schema: _.schema, tableNamesMap: _.tableNamesMap };
   const untyped = router as Router<unknown>;
@@ -144,16 +156,14 @@ export function withReplicas<
 
   const routedWith = (...queries: Parameters<PgDatabase<PgQueryResultHKT>['with']>) => {
     const modifying = queries.some((cte) => isDataModifyingCte(cte, dialect));
-    const readSide = (modifying ? writes : reads).with(...queries);
-    const writeSide = modifying ? readSide : writes.with(...queries);
-    return {
-      select: readSide.select,
-      selectDistinct: readSide.selectDistinct,
-      selectDistinctOn: readSide.selectDistinctOn,
-      insert: writeSide.insert,
-      update: writeSide.update,
-      delete: writeSide.delete,
-    };
+    const writeSide = writes.with(...queries) as unknown as Record<string, unknown>;
+    if (modifying) return writeSide;
+    const readSide = reads.with(...queries) as unknown as Record<string, unknown>;
+    // Only the reading builders go to a replica: whatever else `with()` offers, now or in a later
+    // drizzle-orm, runs on the primary.
+    const routed: Record<string, unknown> = { ...writeSide };
+    for (const name of READING_WITH_BUILDERS) routed[name] = readSide[name];
+    return routed;
   };
 
   const handle: LaglessHandle<Q> = laglessHandle(() => router);

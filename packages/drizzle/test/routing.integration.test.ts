@@ -126,6 +126,20 @@ describe.each(drivers)('withReplicas over $name', (driver) => {
       expect(dynamic).toEqual(replicaPorts);
     });
 
+    it('a left join with no match maps the joined table to null on the replica, as drizzle does', async () => {
+      const { db } = makeDb();
+      // drizzle's select builder sets joinsNotNullableMap on the prepared query it gets back; unless
+      // it reaches the node's own prepared query, `items` comes back as { id: null, note: null }.
+      const query = () => db.select({ probe, items, port }).from(probe).leftJoin(items, eq(items.id, -1));
+      const rows = await Promise.all(Array.from({ length: 8 }, query));
+      const prepared = query().prepare('lagless_left_join');
+      rows.push(await prepared.execute());
+      for (const [row] of rows) {
+        expect(row).toEqual({ probe: { id: 1 }, items: null, port: expect.any(Number) });
+        expect(replicaPorts.has(row?.port ?? -1)).toBe(true);
+      }
+    });
+
     it('is still a drizzle PgDatabase of the primary', async () => {
       const { db, primary } = makeDb();
       expect(is(db, PgDatabase)).toBe(true);
