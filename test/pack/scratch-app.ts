@@ -25,7 +25,7 @@ export const EXPECTED_EXPORTS: Record<string, string[]> = {
     'ROUTER_OPTION_NAMES',
   ],
   '@lagless/core/redis': ['redisTokenStore'],
-  '@lagless/core/http': ['withTokenScope', 'tokenMiddleware', 'readToken', 'TOKEN_HEADER'],
+  '@lagless/core/http': ['withTokenScope', 'tokenMiddleware', 'tokenPlugin', 'readToken', 'TOKEN_HEADER'],
   '@lagless/core/pg': ['pgNode'],
   '@lagless/drizzle': ['withReplicas'],
   '@lagless/prisma': ['laglessAdapter', 'readReplicas', 'isLaglessAdapter'],

@@ -1,4 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { invalidOption } from './errors.js';
 import type { SessionInit } from './router.js';
 
 /** Request header that carries a consistency token from one request to the next. */
@@ -17,8 +19,11 @@ export interface TokenHttpOptions<R> {
   cookie?: boolean;
   /** Attributes of the cookie written back. @default 'Path=/; HttpOnly; SameSite=Lax' */
   cookieAttributes?: string;
-  /** A token-store key for this request (e.g. the user id), when a store is configured. @default undefined */
-  key?: (request: R) => string | undefined;
+  /**
+   * A token-store key for this request (e.g. the user id), when a store is configured; undefined or
+   * empty means none. @default undefined
+   */
+  key?: ((request: R) => string | undefined) | undefined;
 }
 
 type HeaderValue = string | string[] | null | undefined;
@@ -45,32 +50,58 @@ export function readToken(getHeader: (name: string) => HeaderValue, cookie = tru
 }
 
 const DEFAULT_COOKIE_ATTRIBUTES = 'Path=/; HttpOnly; SameSite=Lax';
+// What Node lets into a header value: anything else would fail every response at setHeader().
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
-function cookieLine(token: string, attributes: string): string {
-  // Tokens only contain [A-Za-z0-9._-]: nothing to escape.
-  return `${TOKEN_COOKIE}=${token}; ${attributes}`;
+interface ResolvedHttpOptions<R> {
+  readonly cookie: boolean;
+  readonly cookieAttributes: string;
+  readonly key: ((request: R) => string | undefined) | undefined;
 }
 
-/** Replaces a cookie holding a token we ignored, so the browser stops sending it. */
-function clearedCookieLine(attributes: string): string {
-  return `${TOKEN_COOKIE}=; Max-Age=0; ${attributes}`;
+/** Checked once, when the middleware or plugin is made, so a mistake fails at start-up, not per request. */
+function resolveHttpOptions<R>(
+  helper: string,
+  scope: TokenScope,
+  options: TokenHttpOptions<R>,
+): ResolvedHttpOptions<R> {
+  if (typeof scope?.session !== 'function' || typeof scope.token !== 'function') {
+    throw invalidOption(`${helper}(scope)`, "a router or an adapter's $lagless", scope);
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw invalidOption(`${helper}(options)`, 'an object', options);
+  }
+  const { cookie = true, cookieAttributes = DEFAULT_COOKIE_ATTRIBUTES, key } = options;
+  if (typeof cookie !== 'boolean') throw invalidOption(`${helper}(options).cookie`, 'a boolean', cookie);
+  if (typeof cookieAttributes !== 'string' || !HEADER_VALUE.test(cookieAttributes)) {
+    throw invalidOption(
+      `${helper}(options).cookieAttributes`,
+      'a string without line breaks or control characters',
+      cookieAttributes,
+    );
+  }
+  if (key !== undefined && typeof key !== 'function') {
+    throw invalidOption(`${helper}(options).key`, 'a function of the request', key);
+  }
+  return Object.freeze({ cookie, cookieAttributes, key });
 }
 
-/** What a response carries back: a token when it moved on, or a cookie clearing an ignored one. */
-interface Outgoing {
+/** What a response carries back: a token header when the token moved on, and a cookie line. */
+interface ResponseHeaders {
   readonly token: string | undefined;
-  readonly clearCookie: boolean;
+  readonly setCookie: string | undefined;
 }
 
 /**
- * The session init for one request (its token, its store key), and what its response must carry
+ * One request's session init (its token, its store key), and the headers its response must carry
  * once the session's token is known.
  */
-function requestInit<R>(
-  request: R,
-  incoming: string | undefined,
-  options: TokenHttpOptions<R>,
-): { init: SessionInit; outgoing: (computed: string | undefined) => Outgoing } {
+interface RequestSession {
+  readonly init: SessionInit;
+  headers(computed: string | undefined): ResponseHeaders;
+}
+
+function requestSession<R>(request: R, incoming: string | undefined, options: ResolvedHttpOptions<R>): RequestSession {
   let rejected = false;
   const init: SessionInit = {
     token: incoming,
@@ -79,16 +110,50 @@ function requestInit<R>(
     },
   };
   const key = options.key?.(request);
-  if (key !== undefined) init.key = key;
-  const cookie = options.cookie ?? true;
+  // Empty is none, as for a token: an anonymous request must not fail on the store's key check.
+  if (key !== undefined && key !== '') init.key = key;
+  const { cookie, cookieAttributes } = options;
   return {
     init,
-    // The client already holds the token it sent: a header and a cookie only when it moved on.
-    outgoing: (computed) => ({
-      token: computed !== undefined && computed !== incoming ? computed : undefined,
-      clearCookie: computed === undefined && cookie && rejected,
-    }),
+    headers: (computed) => {
+      // The client already holds the token it sent: a header and a cookie only when it moved on.
+      if (computed !== undefined && computed !== incoming) {
+        // Tokens only contain [A-Za-z0-9._-]: nothing to escape.
+        return { token: computed, setCookie: cookie ? `${TOKEN_COOKIE}=${computed}; ${cookieAttributes}` : undefined };
+      }
+      // Replaces a cookie holding a token we ignored, so the browser stops sending it.
+      if (computed === undefined && cookie && rejected) {
+        return { token: undefined, setCookie: `${TOKEN_COOKIE}=; Max-Age=0; ${cookieAttributes}` };
+      }
+      return NO_HEADERS;
+    },
   };
+}
+
+const NO_HEADERS: ResponseHeaders = Object.freeze({ token: undefined, setCookie: undefined });
+
+/** The session's token, or none: the response is what matters now, never an error of ours. */
+async function tokenOrNone(scope: TokenScope): Promise<string | undefined> {
+  try {
+    return await scope.token();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A way back into the session we are in now, for code that may run where the async context was lost
+ * (a callback from a client library's socket, an `end()` called from one).
+ */
+function sessionContext(): <T>(fn: () => T) => T {
+  const resource = new AsyncResource('lagless-token-session');
+  return (fn) => resource.runInAsyncScope(fn);
+}
+
+/** Calls `fn` once the response is over: sent, or its connection gone (a client that gave up). */
+function whenClosed(res: ServerResponse, fn: () => void): void {
+  if (res.closed) fn();
+  else res.once('close', fn);
 }
 
 /**
@@ -102,26 +167,20 @@ export async function withTokenScope(
   handler: (request: Request) => Promise<Response> | Response,
   options: TokenHttpOptions<Request> = {},
 ): Promise<Response> {
-  const cookie = options.cookie ?? true;
-  const attributes = options.cookieAttributes ?? DEFAULT_COOKIE_ATTRIBUTES;
-  const { init, outgoing } = requestInit(
+  const resolved = resolveHttpOptions('withTokenScope', scope, options);
+  const session = requestSession(
     request,
-    readToken((name) => request.headers.get(name), cookie),
-    options,
+    readToken((name) => request.headers.get(name), resolved.cookie),
+    resolved,
   );
-  return scope.session(init, async () => {
+  return scope.session(session.init, async () => {
     const response = await handler(request);
-    // The response is what matters now: a token we cannot compute is left off, never an error.
-    const { token, clearCookie } = outgoing(await scope.token().catch(() => undefined));
-    if (!token && !clearCookie) return response;
+    const { token, setCookie } = session.headers(await tokenOrNone(scope));
+    if (token === undefined && setCookie === undefined) return response;
     // Responses from fetch() or Response.redirect() have immutable headers: copy before touching them.
     const out = new Response(response.body, response);
-    if (token) {
-      out.headers.set(TOKEN_HEADER, token);
-      if (cookie) out.headers.append('set-cookie', cookieLine(token, attributes));
-    } else {
-      out.headers.append('set-cookie', clearedCookieLine(attributes));
-    }
+    if (token !== undefined) out.headers.set(TOKEN_HEADER, token);
+    if (setCookie !== undefined) out.headers.append('set-cookie', setCookie);
     return out;
   });
 }
@@ -131,52 +190,206 @@ export async function withTokenScope(
  * response's `end()` is held until the request's token is known, so the header leaves with the
  * response; a handler that streams (writes the body before ending) sends its headers early and gets
  * no token header.
+ *
+ * Middleware that calls `next()` from a callback outside the request's async context (an old body
+ * parser, a callback-based client) takes the rest of the request out of the session: put such
+ * middleware before this one. The token is computed in the session wherever `end()` is called from.
  */
 export function tokenMiddleware(
   scope: TokenScope,
   options: TokenHttpOptions<IncomingMessage> = {},
 ): (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void {
-  const cookie = options.cookie ?? true;
-  const attributes = options.cookieAttributes ?? DEFAULT_COOKIE_ATTRIBUTES;
+  const resolved = resolveHttpOptions('tokenMiddleware', scope, options);
   return (req, res, next) => {
-    const { init, outgoing } = requestInit(
-      req,
-      readToken((name) => req.headers[name], cookie),
-      options,
-    );
+    let session: RequestSession;
+    try {
+      session = requestSession(
+        req,
+        readToken((name) => req.headers[name], resolved.cookie),
+        resolved,
+      );
+    } catch (error) {
+      next(error);
+      return;
+    }
+    let entered = false;
     scope
       .session(
-        init,
+        session.init,
         () =>
           new Promise<void>((resolve) => {
+            entered = true;
+            const inSession = sessionContext();
             const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
-            // Called inside the session, so token() sees this request's writes.
             res.end = ((...args: unknown[]) => {
-              scope.token().then(
-                (computed) => {
-                  const { token, clearCookie } = outgoing(computed);
-                  if (!res.headersSent) {
-                    if (token) {
-                      res.setHeader(TOKEN_HEADER, token);
-                      if (cookie) res.appendHeader('set-cookie', cookieLine(token, attributes));
-                    } else if (clearCookie) {
-                      res.appendHeader('set-cookie', clearedCookieLine(attributes));
-                    }
-                  }
-                  end(...args);
-                  resolve();
-                },
-                () => {
-                  end(...args);
-                  resolve();
-                },
-              );
+              // In the session whatever context end() is called from, so token() sees this request's writes.
+              void inSession(() => tokenOrNone(scope)).then((computed) => {
+                const { token, setCookie } = session.headers(computed);
+                if (!res.headersSent) {
+                  if (token !== undefined) res.setHeader(TOKEN_HEADER, token);
+                  if (setCookie !== undefined) res.appendHeader('set-cookie', setCookie);
+                }
+                end(...args);
+                resolve();
+              });
               return res;
             }) as ServerResponse['end'];
-            res.once('close', () => resolve());
+            whenClosed(res, resolve);
             next();
           }),
       )
-      .catch((error: unknown) => next(error));
+      .catch((error: unknown) => {
+        // Once the request is under way, the app's own error handling has it.
+        if (!entered) next(error);
+      });
   };
+}
+
+/** The subset of a Fastify request the plugin reads. */
+export interface FastifyRequestLike {
+  readonly headers: IncomingHttpHeaders;
+}
+
+/** The subset of a Fastify reply the plugin uses. */
+export interface FastifyReplyLike {
+  readonly raw: ServerResponse;
+  header(name: string, value: string): unknown;
+}
+
+/** The subset of a Fastify instance the plugin uses (structural: core does not depend on fastify). */
+export interface FastifyInstanceLike {
+  addHook(
+    name: 'onRequest' | 'preValidation' | 'preHandler',
+    hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void) => void,
+  ): unknown;
+  addHook(
+    name: 'onSend',
+    hook: (
+      request: FastifyRequestLike,
+      reply: FastifyReplyLike,
+      payload: unknown,
+      done: (error?: Error | null) => void,
+    ) => void,
+  ): unknown;
+}
+
+/** A Fastify plugin: `app.register(tokenPlugin(scope))`. */
+export type FastifyTokenPlugin = (
+  instance: FastifyInstanceLike,
+  options: Record<string, unknown>,
+  done: (error?: Error) => void,
+) => void;
+
+/** The name other plugins can list in their `dependencies`. */
+export const FASTIFY_PLUGIN_NAME = '@lagless/core/http';
+
+/**
+ * Fastify plugin: each request runs in a consistency scope continued from its token, and its reply
+ * carries the updated token (set in an `onSend` hook, so streamed and error replies get it too;
+ * `reply.hijack()`ed ones do not).
+ *
+ * It is not encapsulated (it skips encapsulation as `fastify-plugin` does): registered on an
+ * instance, it applies to every route of that instance and of the plugins registered on it, sibling
+ * plugins included, whether they were registered before or after it; registered inside a plugin, it
+ * stays there. The session starts in an `onRequest` hook, so register it first: `onRequest` hooks
+ * added before it run outside the session, everything after (later `onRequest` hooks, `preParsing`,
+ * `preValidation`, `preHandler`, the handler, `onSend`) inside it. The session ends when the
+ * response has been sent or the client went away.
+ */
+export function tokenPlugin<R extends FastifyRequestLike = FastifyRequestLike>(
+  scope: TokenScope,
+  options: TokenHttpOptions<R> = {},
+): FastifyTokenPlugin {
+  const resolved = resolveHttpOptions('tokenPlugin', scope, options);
+  // Per request, once its session has started: the way back into it, and what its reply carries.
+  const requests = new WeakMap<
+    FastifyRequestLike,
+    { readonly inSession: <T>(fn: () => T) => T; readonly session: RequestSession }
+  >();
+  // Which request's session the running code is in: re-entering one we never left would drop the
+  // context that hooks after ours set up (another plugin's AsyncLocalStorage).
+  const current = new AsyncLocalStorage<FastifyRequestLike>();
+
+  function onRequest(request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void): void {
+    let session: RequestSession;
+    try {
+      session = requestSession(
+        request as R,
+        readToken((name) => request.headers[name], resolved.cookie),
+        resolved,
+      );
+    } catch (error) {
+      done(error as Error);
+      return;
+    }
+    let entered = false;
+    scope
+      .session(
+        session.init,
+        () =>
+          new Promise<void>((resolve) => {
+            entered = true;
+            whenClosed(reply.raw, resolve);
+            current.run(request, () => {
+              requests.set(request, { inSession: sessionContext(), session });
+              // Fastify's lifecycle goes on from here, in the session (as @fastify/request-context does).
+              done();
+            });
+          }),
+      )
+      .catch((error: unknown) => {
+        // Once the request is under way, Fastify's own error handling has it.
+        if (!entered) done(error as Error);
+      });
+  }
+
+  /**
+   * Back into the session if the context was lost: a hook before this one resumed the lifecycle from
+   * another async context (a client library's callback, say).
+   */
+  function reenter(request: FastifyRequestLike, _reply: FastifyReplyLike, done: (error?: Error) => void): void {
+    const state = current.getStore() === request ? undefined : requests.get(request);
+    if (state === undefined) done();
+    else state.inSession(done);
+  }
+
+  function onSend(
+    request: FastifyRequestLike,
+    reply: FastifyReplyLike,
+    _payload: unknown,
+    done: (error?: Error | null) => void,
+  ): void {
+    const state = requests.get(request);
+    if (state === undefined) {
+      done();
+      return;
+    }
+    void state
+      .inSession(() => tokenOrNone(scope))
+      .then((computed) => {
+        const { token, setCookie } = state.session.headers(computed);
+        if (token !== undefined) reply.header(TOKEN_HEADER, token);
+        // Fastify appends to earlier set-cookie headers rather than replacing them.
+        if (setCookie !== undefined) reply.header('set-cookie', setCookie);
+      })
+      .then(
+        () => done(),
+        (error: unknown) => done(error as Error),
+      );
+  }
+
+  const plugin: FastifyTokenPlugin = (instance, _options, done) => {
+    instance.addHook('onRequest', onRequest);
+    instance.addHook('preValidation', reenter);
+    // Again, in case a hook before this one lost the context the same way.
+    instance.addHook('preHandler', reenter);
+    instance.addHook('onSend', onSend);
+    done();
+  };
+  // What fastify-plugin sets: no encapsulation, a name for `dependencies` and for Fastify's errors.
+  return Object.defineProperties(plugin, {
+    [Symbol.for('skip-override')]: { value: true },
+    [Symbol.for('fastify.display-name')]: { value: FASTIFY_PLUGIN_NAME },
+    [Symbol.for('plugin-meta')]: { value: Object.freeze({ name: FASTIFY_PLUGIN_NAME }) },
+  });
 }

@@ -3,9 +3,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Cluster, startCluster } from '@lagless/testkit';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readToken, TOKEN_HEADER, tokenMiddleware, withTokenScope } from '../src/http.js';
-import { createRouter, type Router } from '../src/index.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { readToken, TOKEN_HEADER, type TokenScope, tokenMiddleware, withTokenScope } from '../src/http.js';
+import { createRouter, MemoryTokenStore, type Router, type RouterOptions } from '../src/index.js';
+import { expectInvalidOption, rejection } from './assertions.js';
 import { clusterNodes, endNodes, type PoolNode } from './cluster-nodes.js';
 
 let cluster: Cluster;
@@ -13,10 +14,16 @@ const routers: Router<pg.Pool>[] = [];
 const nodes: PoolNode[] = [];
 const servers: Server[] = [];
 
-function instance(): Router<pg.Pool> {
+function instance(options: Partial<RouterOptions<pg.Pool>> = {}): Router<pg.Pool> {
   const { primary, replicas } = clusterNodes(cluster);
   nodes.push(primary, ...replicas);
-  const router = createRouter<pg.Pool>({ primary, replicas, tokenSecret: 'http-test-secret-0123456789' });
+  const router = createRouter<pg.Pool>({
+    primary,
+    replicas,
+    tokenSecret: 'http-test-secret-0123456789',
+    logger: false,
+    ...options,
+  });
   routers.push(router);
   return router;
 }
@@ -75,6 +82,26 @@ describe('readToken', () => {
   });
 });
 
+describe('options', () => {
+  it('are checked when the middleware is made, and on each call of the web helper', async () => {
+    const router = instance();
+    expectInvalidOption(
+      () => tokenMiddleware({ session: () => {} } as unknown as TokenScope),
+      'tokenMiddleware(scope)',
+    );
+    expectInvalidOption(() => tokenMiddleware(router, null as never), 'tokenMiddleware(options)');
+    expectInvalidOption(() => tokenMiddleware(router, { cookie: 1 as never }), 'tokenMiddleware(options).cookie');
+    expectInvalidOption(
+      () => tokenMiddleware(router, { cookieAttributes: 'Path=/\n' }),
+      'tokenMiddleware(options).cookieAttributes',
+    );
+    const error = await rejection(
+      withTokenScope(router, new Request('http://app/'), () => new Response(), { key: 'user-1' as never }),
+    );
+    expect(String(error)).toContain('withTokenScope(options).key');
+  });
+});
+
 describe('across requests and instances', () => {
   it('Node middleware: a read on another instance, carrying the token, sees the write', async () => {
     const [a, b] = [await nodeApp(instance()), await nodeApp(instance())];
@@ -113,5 +140,40 @@ describe('across requests and instances', () => {
     expect(await response.json()).toEqual({ ok: true });
     const untouched = await withTokenScope(router, new Request('http://app/'), () => new Response('read only'));
     expect(untouched.headers.get(TOKEN_HEADER)).toBeNull();
+  });
+
+  it('Node middleware: the token is the session one even when end() is called from another async context', async () => {
+    const router = instance();
+    const middleware = tokenMiddleware(router);
+    // Handlers parked here are resumed by the test, from its own context: outside any session.
+    const parked: Array<() => void> = [];
+    const server = createServer((req, res) =>
+      middleware(req, res, () => {
+        parked.push(() => res.end('done'));
+      }),
+    );
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // A write outside any session: the process's scope requires it, a fresh session does not.
+    await router.write((pool) => pool.query("INSERT INTO posts (body) VALUES ('outside')"));
+    expect(await router.token()).toMatch(/^l1\./);
+    const pending = fetch(url);
+    await vi.waitFor(() => expect(parked).toHaveLength(1));
+    parked[0]?.();
+    const response = await pending;
+    expect(await response.text()).toBe('done');
+    expect(response.headers.get(TOKEN_HEADER)).toBeNull();
+  });
+
+  it('an empty token-store key is no key: the request is served', async () => {
+    const router = instance({ tokenStore: new MemoryTokenStore() });
+    const response = await withTokenScope(
+      router,
+      new Request('http://app/', { headers: { 'x-user-id': '' } }),
+      async () => Response.json(await router.read((pool) => pool.query('SELECT 1'))),
+      { key: (request) => request.headers.get('x-user-id') ?? undefined },
+    );
+    expect(response.status).toBe(200);
   });
 });

@@ -136,6 +136,8 @@ describe(`drizzle-orm ${drizzleVersion} internals`, () => {
       SUPPORTED_DRIZZLE,
     );
     expect(drizzleVersion).toBe(npmVersion);
+    // The vitest project that runs these suites on another drizzle-orm names the release it expects.
+    if (process.env.LAGLESS_DRIZZLE_VERSION) expect(drizzleVersion).toBe(process.env.LAGLESS_DRIZZLE_VERSION);
     const [major, minor] = drizzleVersion.split('.').map(Number);
     // >=0.44 <0.46, spelled out: the test fails, not a semver library, when the range moves.
     expect(major === 0 && (minor === 44 || minor === 45), `drizzle-orm ${drizzleVersion} is outside the range`).toBe(
