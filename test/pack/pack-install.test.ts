@@ -166,7 +166,7 @@ describe('installed into an app outside the workspace', () => {
     console.log(
       `skipLibCheck false: 0 errors in lagless and the app; ${tolerated.join(' and ')} in drizzle-orm's own .d.ts`,
     );
-  });
+  }, 600_000);
 
   it('the quick starts run against a testkit cluster, and the process exits by itself', async () => {
     // tsc above emitted out/ (node16); the cluster comes from the installed @lagless/testkit.
