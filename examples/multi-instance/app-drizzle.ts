@@ -11,7 +11,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import express from 'express';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { appConfig, type NoteRead, runApp, toNoteRead, userId } from './app-env.js';
+import { appConfig, type NoteRead, reportReadiness, runApp, toNoteRead, userId } from './app-env.js';
 import { notes } from './schema.js';
 
 const config = appConfig();
@@ -42,7 +42,7 @@ app.get('/notes/:id', async (req, res) => {
   res.json(toNoteRead(row) satisfies NoteRead);
 });
 
-await db.$lagless.ready();
+await reportReadiness('drizzle', db.$lagless);
 const server = createServer(app);
 await runApp('drizzle', {
   listen: async () => {

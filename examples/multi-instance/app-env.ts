@@ -48,6 +48,16 @@ export interface AppMessage {
  * Listens, tells main.ts (or the terminal) where, and stops cleanly on SIGTERM/SIGINT or when
  * main.ts goes away (its IPC channel closes), so no app process outlives the example.
  */
+/**
+ * Start-up checks that failed do not stop the app: lagless serves what it can meanwhile and keeps
+ * checking (a loaded machine may answer the first probe late). The reason is logged, loudly.
+ */
+export async function reportReadiness(name: string, lagless: { ready(): Promise<void> }): Promise<void> {
+  await lagless.ready().catch((error: unknown) => {
+    console.error(`[${name}] not every node passed its first check, serving anyway: ${String(error)}`);
+  });
+}
+
 export async function runApp(name: string, app: { listen(): Promise<string>; close(): Promise<void> }) {
   let stopping = false;
   const stop = () => {

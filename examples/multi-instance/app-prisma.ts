@@ -7,7 +7,7 @@ import { laglessAdapter, readReplicas } from '@lagless/prisma';
 import { PrismaPg } from '@prisma/adapter-pg';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
-import { appConfig, type NoteRead, runApp, toNoteRead, userId } from './app-env.js';
+import { appConfig, type NoteRead, reportReadiness, runApp, toNoteRead, userId } from './app-env.js';
 import { PrismaClient } from './generated/client.js';
 
 const config = appConfig();
@@ -36,7 +36,7 @@ app.get<{ Params: { id: string } }>('/notes/:id', async (request): Promise<NoteR
   return toNoteRead(rows[0]);
 });
 
-await prisma.$lagless.ready();
+await reportReadiness('prisma', prisma.$lagless);
 await runApp('prisma', {
   listen: () => app.listen({ port: config.port, host: '127.0.0.1' }),
   close: async () => {

@@ -20,6 +20,7 @@ import { Hono } from 'hono';
 import pg from 'pg';
 import { PrismaClient } from '../../examples/multi-instance/generated/client.js';
 import { notes, SCHEMA_SQL } from '../../examples/multi-instance/schema.js';
+import { serving } from '../../packages/core/test/http-serving.js';
 import { instance } from '../faults/load.js';
 
 /** One row on every node: something to select from when only the serving server matters. */
@@ -65,7 +66,7 @@ export function prismaOrm(cluster: Cluster, options: Options = {}): Orm {
   return {
     name: 'Prisma',
     scope: prisma.$lagless,
-    ready: () => prisma.$lagless.ready(),
+    ready: () => serving(prisma.$lagless),
     write: async (owner, body) => (await prisma.note.create({ data: { owner, body } })).id,
     async read(id) {
       const rows = await prisma.$queryRaw<Array<{ port: number; found: boolean }>>`
@@ -91,7 +92,7 @@ export function drizzleOrm(cluster: Cluster, options: Options = {}): Orm {
   return {
     name: 'Drizzle',
     scope: db.$lagless,
-    ready: () => db.$lagless.ready(),
+    ready: () => serving(db.$lagless),
     async write(owner, body) {
       const [row] = await db.insert(notes).values({ owner, body }).returning({ id: notes.id });
       if (!row) throw new Error('insert returned no row');
@@ -113,7 +114,7 @@ export function coreOrm(cluster: Cluster, options: Options = {}): Orm {
   return {
     name: 'core',
     scope: app.router,
-    ready: () => app.router.ready(),
+    ready: () => serving(app.router),
     write: (owner, body) =>
       app.router.write(async (pool) => {
         const { rows } = await pool.query<{ id: number }>(

@@ -157,6 +157,43 @@ function whenClosed(res: ServerResponse, fn: () => void): void {
 }
 
 /**
+ * Runs `inside` in the request's session until the response closes. `fail` hears an error only
+ * while the request has not started (a throwing `key` function, a closed router): once it is under
+ * way, the framework's own error handling has it.
+ */
+function runInSession<R>(
+  scope: TokenScope,
+  request: R,
+  incoming: string | undefined,
+  options: ResolvedHttpOptions<R>,
+  res: ServerResponse,
+  fail: (error: unknown) => void,
+  inside: (session: RequestSession, inSession: <T>(fn: () => T) => T) => void,
+): void {
+  let session: RequestSession;
+  try {
+    session = requestSession(request, incoming, options);
+  } catch (error) {
+    fail(error);
+    return;
+  }
+  let entered = false;
+  scope
+    .session(
+      session.init,
+      () =>
+        new Promise<void>((resolve) => {
+          entered = true;
+          whenClosed(res, resolve);
+          inside(session, sessionContext());
+        }),
+    )
+    .catch((error: unknown) => {
+      if (!entered) fail(error);
+    });
+}
+
+/**
  * Web-standard `Request`/`Response` (Hono, Next.js route handlers, Deno, Bun): runs `handler` in a
  * consistency scope continued from the request's token, and returns its response with the updated
  * token attached.
@@ -201,47 +238,30 @@ export function tokenMiddleware(
 ): (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void {
   const resolved = resolveHttpOptions('tokenMiddleware', scope, options);
   return (req, res, next) => {
-    let session: RequestSession;
-    try {
-      session = requestSession(
-        req,
-        readToken((name) => req.headers[name], resolved.cookie),
-        resolved,
-      );
-    } catch (error) {
-      next(error);
-      return;
-    }
-    let entered = false;
-    scope
-      .session(
-        session.init,
-        () =>
-          new Promise<void>((resolve) => {
-            entered = true;
-            const inSession = sessionContext();
-            const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
-            res.end = ((...args: unknown[]) => {
-              // In the session whatever context end() is called from, so token() sees this request's writes.
-              void inSession(() => tokenOrNone(scope)).then((computed) => {
-                const { token, setCookie } = session.headers(computed);
-                if (!res.headersSent) {
-                  if (token !== undefined) res.setHeader(TOKEN_HEADER, token);
-                  if (setCookie !== undefined) res.appendHeader('set-cookie', setCookie);
-                }
-                end(...args);
-                resolve();
-              });
-              return res;
-            }) as ServerResponse['end'];
-            whenClosed(res, resolve);
-            next();
-          }),
-      )
-      .catch((error: unknown) => {
-        // Once the request is under way, the app's own error handling has it.
-        if (!entered) next(error);
-      });
+    runInSession(
+      scope,
+      req,
+      readToken((name) => req.headers[name], resolved.cookie),
+      resolved,
+      res,
+      next,
+      (session, inSession) => {
+        const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+        res.end = ((...args: unknown[]) => {
+          // In the session whatever context end() is called from, so token() sees this request's writes.
+          void inSession(() => tokenOrNone(scope)).then((computed) => {
+            const { token, setCookie } = session.headers(computed);
+            if (!res.headersSent) {
+              if (token !== undefined) res.setHeader(TOKEN_HEADER, token);
+              if (setCookie !== undefined) res.appendHeader('set-cookie', setCookie);
+            }
+            end(...args);
+          });
+          return res;
+        }) as ServerResponse['end'];
+        next();
+      },
+    );
   };
 }
 
@@ -311,36 +331,16 @@ export function tokenPlugin<R extends FastifyRequestLike = FastifyRequestLike>(
   const current = new AsyncLocalStorage<FastifyRequestLike>();
 
   function onRequest(request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void): void {
-    let session: RequestSession;
-    try {
-      session = requestSession(
-        request as R,
-        readToken((name) => request.headers[name], resolved.cookie),
-        resolved,
-      );
-    } catch (error) {
-      done(error as Error);
-      return;
-    }
-    let entered = false;
-    scope
-      .session(
-        session.init,
-        () =>
-          new Promise<void>((resolve) => {
-            entered = true;
-            whenClosed(reply.raw, resolve);
-            current.run(request, () => {
-              requests.set(request, { inSession: sessionContext(), session });
-              // Fastify's lifecycle goes on from here, in the session (as @fastify/request-context does).
-              done();
-            });
-          }),
-      )
-      .catch((error: unknown) => {
-        // Once the request is under way, Fastify's own error handling has it.
-        if (!entered) done(error as Error);
+    const incoming = readToken((name) => request.headers[name], resolved.cookie);
+    const fail = (error: unknown) => done(error as Error);
+    runInSession(scope, request as R, incoming, resolved, reply.raw, fail, (session) => {
+      current.run(request, () => {
+        // Captured inside current.run, so re-entering restores both the session and this request.
+        requests.set(request, { inSession: sessionContext(), session });
+        // Fastify's lifecycle goes on from here, in the session (as @fastify/request-context does).
+        done();
       });
+    });
   }
 
   /**

@@ -21,6 +21,7 @@ import {
 import { createRouter, MemoryTokenStore, type Router, type RouterOptions } from '../src/index.js';
 import { expectInvalidOption } from './assertions.js';
 import { clusterNodes, endNodes, type PoolNode } from './cluster-nodes.js';
+import { serving } from './http-serving.js';
 
 let cluster: Cluster;
 const routers: Router<pg.Pool>[] = [];
@@ -341,7 +342,7 @@ describe('tokenPlugin: through a real server', () => {
     routes(a, routerA);
     routes(b, routerB);
     const [urlA, urlB] = [await listen(a), await listen(b)];
-    await Promise.all([routerA.ready(), routerB.ready()]);
+    await Promise.all([serving(routerA), serving(routerB)]);
     const replica = cluster.replicas[0];
     await replica?.pauseReplay();
     try {
