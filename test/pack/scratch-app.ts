@@ -27,6 +27,7 @@ export const EXPECTED_EXPORTS: Record<string, string[]> = {
   '@lagless/core/redis': ['redisTokenStore'],
   '@lagless/core/http': ['withTokenScope', 'tokenMiddleware', 'tokenPlugin', 'readToken', 'TOKEN_HEADER'],
   '@lagless/core/pg': ['pgNode'],
+  '@lagless/core/otel': ['instrumentRouter'],
   '@lagless/drizzle': ['withReplicas'],
   '@lagless/prisma': ['laglessAdapter', 'readReplicas', 'isLaglessAdapter'],
   '@lagless/testkit': ['startCluster', 'createFaultProxy', 'startRedis', 'TestkitError'],
@@ -41,6 +42,7 @@ const THIRD_PARTY = [
   'pg',
   'postgres',
   'ioredis',
+  '@opentelemetry/api',
   'typescript',
   '@types/node',
 ] as const;

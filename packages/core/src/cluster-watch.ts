@@ -11,6 +11,8 @@ export interface ClusterWatchOptions {
   /** Schedule of retries of the primary's start-up check while it does not answer. */
   readonly retry: Readonly<BackoffOptions>;
   readonly random: () => number;
+  /** Called after each round of background probes, settled or not (lag is sampled then). */
+  readonly afterRound?: (() => void) | undefined;
 }
 
 /** One node that did not pass its check, as `ready()` reports it. */
@@ -235,6 +237,7 @@ export class ClusterWatch<C> {
       if (replica.available) probes.push(replica.replayProbe.shared());
     }
     await Promise.allSettled(probes);
+    if (!this.#closed) this.#options.afterRound?.();
   }
 }
 

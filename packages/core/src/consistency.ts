@@ -5,6 +5,7 @@ import type { RouterEventEmitter } from './events.js';
 import { formatLsn, MAX_LSN } from './lsn.js';
 import { PendingRaises } from './pending-raises.js';
 import type { PrimaryTracker } from './primary.js';
+import type { ReadObserver } from './served-read.js';
 import { wakeAfter } from './timeout.js';
 import { decodeToken, encodeToken, type TokenRejectionReason } from './token.js';
 import type { TokenLookup, TokenStore } from './token-store.js';
@@ -34,6 +35,12 @@ export interface SessionInit {
   key?: string | undefined;
   /** Told when `token` was ignored (the `token-rejected` event tells every listener too). */
   onTokenRejected?: ((reason: TokenRejectionReason) => void) | undefined;
+  /**
+   * Told about each read run in this session and the sessions nested in it, once it settled: the
+   * node that served it, why the primary did, waits and attempts (e.g. for a `Server-Timing`
+   * header). Reads outside observed sessions measure nothing for it. @default undefined
+   */
+  onRead?: ReadObserver | undefined;
 }
 
 export interface ConsistencyOptions {
@@ -75,6 +82,8 @@ class ConsistencyScope {
   /** The primary being asked about `claimLsn`, started as soon as the token was decoded. */
   claimCheck: Promise<void> | undefined;
   onTokenRejected: ((reason: TokenRejectionReason) => void) | undefined;
+  /** This session's `onRead` and those of the sessions it is nested in, outermost first. */
+  readObservers: readonly ReadObserver[] | undefined;
   storeKey: string | undefined;
   storeLoad: Promise<void> | undefined;
   storeFailed = false;
@@ -124,6 +133,8 @@ export class Consistency {
   #storeChecked = false;
   readonly #lossEpochsSeen = new Set<string>();
   #writes = 0;
+  /** Sessions with read observers running now: while none, reads need not look for any. */
+  #observedSessions = 0;
 
   constructor(
     options: ConsistencyOptions,
@@ -167,6 +178,16 @@ export class Consistency {
     pendingRaises: number;
   } {
     return { tokens: { ...this.#tokens }, writes: this.#writes, pendingRaises: this.#pendingRaises?.size ?? 0 };
+  }
+
+  /** True while some session with an `onRead` observer runs. */
+  get observingReads(): boolean {
+    return this.#observedSessions > 0;
+  }
+
+  /** The read observers of the current session, if it has any. */
+  readObservers(): readonly ReadObserver[] | undefined {
+    return this.#scopes.getStore()?.readObservers;
   }
 
   /** The scopes whose requirements a read here must meet, innermost first. */
@@ -271,6 +292,12 @@ export class Consistency {
       throw invalidOption('session(init).onTokenRejected', 'a function', init.onTokenRejected);
     }
     scope.onTokenRejected = init.onTokenRejected;
+    if (init.onRead !== undefined && typeof init.onRead !== 'function') {
+      throw invalidOption('session(init).onRead', 'a function', init.onRead);
+    }
+    const inherited = parent?.readObservers;
+    scope.readObservers =
+      init.onRead === undefined ? inherited : inherited ? [...inherited, init.onRead] : [init.onRead];
     if (init.token !== undefined && init.token !== '') {
       scope.tokenText = init.token;
       // Checked now when it can be without I/O, else on the first read.
@@ -279,6 +306,18 @@ export class Consistency {
     // Awaited inside the scope: `fn` may return a lazy promise (Prisma's) that only starts its query
     // when awaited, and must find the scope then.
     const body = async (): Promise<T> => await fn();
+    if (scope.readObservers === undefined) {
+      return init.key === undefined ? await this.#scopes.run(scope, body) : await this.#run(scope, init, body);
+    }
+    this.#observedSessions++;
+    try {
+      return await this.#run(scope, init, body);
+    } finally {
+      this.#observedSessions--;
+    }
+  }
+
+  async #run<T>(scope: ConsistencyScope, init: SessionInit, body: () => Promise<T>): Promise<T> {
     if (init.key === undefined) return await this.#scopes.run(scope, body);
     this.#loadFromStore(scope, init.key);
     try {

@@ -1,4 +1,5 @@
 import type { LaglessError } from './errors.js';
+import type { ServedRead } from './served-read.js';
 import type { TokenRejectionReason } from './token.js';
 
 /** Why a failed node is failing: the server's or driver's code, and the message in one line. */
@@ -52,6 +53,16 @@ export interface RouterEvents {
   'token-rejected': { reason: TokenRejectionReason; error: LaglessError };
   /** Once, when the router has no replicas: every read goes to the primary. */
   'no-replicas': Record<string, never>;
+  /**
+   * A replica's measured lag reached `lagAlertMs` (`behind`), or fell back below half of it
+   * (`recovered`): once each way, from the background probes.
+   */
+  lag: { replica: string; state: 'behind' | 'recovered'; lagMs: number; lagBytes: number; thresholdMs: number };
+  /**
+   * Each read once it settled, naming the node that served it. Emitted only while someone listens:
+   * with no listener, reads do not measure anything for it.
+   */
+  read: ServedRead;
 }
 
 export type RouterEventName = keyof RouterEvents;

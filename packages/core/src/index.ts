@@ -15,12 +15,16 @@ export type { ConsistencyMode, RouterNode, RouterOptions } from './options.js';
 export { ROUTER_OPTION_NAMES } from './options.js';
 export type { NodeIdentity, NodeProbes, ReplayState } from './probes.js';
 export type {
+  LagHistoryStats,
   NodeFailure,
+  PrimaryReadReason,
+  ReadObserver,
   ReadOptions,
   ReplicaStats,
   RouterInternals,
   RouterStats,
   RouteTarget,
+  ServedRead,
   SessionInit,
 } from './router.js';
 export { createRouter, Router } from './router.js';

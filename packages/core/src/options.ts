@@ -67,6 +67,13 @@ export interface RouterOptions<C = unknown> {
   maxLagMs?: number;
   /** Replicas further behind than this many WAL bytes take no reads. @default Infinity */
   maxLagBytes?: number;
+  /**
+   * A `lag` event (and a logged line when nobody listens) when a replica's measured lag reaches
+   * this many ms, and another when it falls back below half of it. Measured by the background
+   * probes (`probeIntervalMs`); `false` turns the alert off (lag history is kept either way).
+   * @default 5000 (the threshold replication runbooks commonly alert on)
+   */
+  lagAlertMs?: number | false;
   /** Bound on each read on a replica; past it the replica is ejected and the read retried. @default 30_000 */
   replicaTimeoutMs?: number;
   /** Interval of health and lag probes; 0 turns active probing off. @default 1000 */
@@ -116,6 +123,7 @@ export const ROUTER_OPTION_NAMES = Object.freeze([
   'onTimeout',
   'maxLagMs',
   'maxLagBytes',
+  'lagAlertMs',
   'replicaTimeoutMs',
   'probeIntervalMs',
   'probeTimeoutMs',
@@ -147,6 +155,7 @@ export interface ResolvedRouterOptions {
   readonly onTimeout: 'primary' | 'error';
   readonly maxLagMs: number;
   readonly maxLagBytes: number;
+  readonly lagAlertMs: number | false;
   readonly replicaTimeoutMs: number;
   readonly probeIntervalMs: number;
   readonly probeTimeoutMs: number;
@@ -178,6 +187,15 @@ function duration(
     (allowZero ? value >= 0 : value > 0);
   if (!ok) throw invalidOption(option, `a ${allowZero ? 'non-negative' : 'positive'} number of milliseconds`, value);
   return value as number;
+}
+
+function lagAlert(value: unknown): number | false {
+  if (value === undefined) return 5000;
+  if (value === false) return false;
+  if (typeof value !== 'number' || !(value > 0 && value < Number.POSITIVE_INFINITY)) {
+    throw invalidOption('lagAlertMs', 'a positive finite number of milliseconds, or false', value);
+  }
+  return value;
 }
 
 export function validateNode<C>(node: unknown, option: string): RouterNode<C> {
@@ -263,6 +281,7 @@ export function resolveRouterOptions<C>(options: RouterOptions<C>): {
       allowZero: true,
       allowInfinity: true,
     }),
+    lagAlertMs: lagAlert(options.lagAlertMs),
     replicaTimeoutMs: duration('replicaTimeoutMs', options.replicaTimeoutMs, 30_000),
     probeIntervalMs: duration('probeIntervalMs', options.probeIntervalMs, 1000, { allowZero: true }),
     probeTimeoutMs: duration('probeTimeoutMs', options.probeTimeoutMs, 1000),

@@ -6,6 +6,7 @@ import { formatLsn } from './lsn.js';
 import type { PrimaryTracker } from './primary.js';
 import type { Replica, ReplicaHealth } from './replica-health.js';
 import type { ReadOptions } from './router.js';
+import type { ReadTrace } from './served-read.js';
 import { wakeAfter } from './timeout.js';
 
 export type FallbackReason = RouterEvents['fallback']['reason'];
@@ -67,6 +68,7 @@ export class ReplicaChooser<C> {
     excluded: ReadonlySet<Replica<C>> | undefined,
     required: bigint,
     scopes: readonly Scope[],
+    trace?: ReadTrace,
   ): Promise<{ to: Replica<C> | FallbackReason; required: bigint }> {
     // Staying on the replica the session read from keeps its reads monotonic at no cost.
     const sticky = this.#consistency.stickyReplica<Replica<C>>(scopes);
@@ -92,7 +94,7 @@ export class ReplicaChooser<C> {
         return scoped > minLsn ? scoped : minLsn;
       };
     }
-    const waited = await this.#waitForReplay(current, options, excluded, claimsSettled);
+    const waited = await this.#waitForReplay(current, options, excluded, claimsSettled, trace);
     required = current();
     if (waited !== 'timeout') return { to: waited ?? 'no-replica', required };
     if (this.#options.onTimeout === 'error') {
@@ -173,16 +175,19 @@ export class ReplicaChooser<C> {
     required: () => bigint,
     options: ReadOptions,
     excluded: ReadonlySet<Replica<C>> | undefined,
-    requirementMayDrop?: Promise<void>,
+    requirementMayDrop: Promise<void> | undefined,
+    trace: ReadTrace | undefined,
   ): Promise<Replica<C> | undefined | 'timeout'> {
     this.#counters.waits++;
     const started = performance.now();
     const deadline = started + this.#options.waitTimeoutMs;
     const signal = this.#closing;
     const done = (outcome: RouterEvents['wait']['outcome'], replica?: Replica<C>) => {
+      const waitedMs = performance.now() - started;
+      if (trace) trace.waitedMs += waitedMs;
       this.#events.emit('wait', {
         requiredLsn: formatLsn(required()),
-        waitedMs: performance.now() - started,
+        waitedMs,
         outcome,
         ...(replica ? { replica: replica.name } : {}),
       });

@@ -5,6 +5,8 @@ import { isConnectionLevelError, isRecoveryConflict } from './connection-errors.
 import { Consistency, type Scope, type SessionInit } from './consistency.js';
 import { invalidOption, LaglessError } from './errors.js';
 import { RouterEventEmitter, type RouterEventName, type RouterListener } from './events.js';
+import type { LagHistoryStats } from './lag-history.js';
+import { LagMonitor } from './lag-monitor.js';
 import { formatLsn } from './lsn.js';
 import {
   type ResolvedRouterOptions,
@@ -17,11 +19,14 @@ import { type PrimaryStatus, PrimaryTracker } from './primary.js';
 import { type NodeProbes, postgresProbes } from './probes.js';
 import { type FallbackReason, ReplicaChooser } from './replica-choice.js';
 import { type Replica, ReplicaHealth } from './replica-health.js';
+import { type ReadObserver, ReadTrace, type ServedRead } from './served-read.js';
 import { DeadlineWatch } from './timeout.js';
 import { decodeToken } from './token.js';
 
 export type { NodeFailure } from './cluster-watch.js';
 export type { SessionInit } from './consistency.js';
+export type { LagHistoryStats } from './lag-history.js';
+export type { PrimaryReadReason, ReadObserver, ServedRead } from './served-read.js';
 
 /** Where a read or write ran, as handed to the function that runs it. */
 export interface RouteTarget {
@@ -54,11 +59,23 @@ export interface ReplicaStats {
   served: number;
   failed: number;
   latency: { ewmaMs: number; p50Ms: number; p95Ms: number; p99Ms: number };
+  /** The last replay position a probe read, in `pg_lsn` text form; null while unknown (or down). */
   replayLsn: string | null;
+  /** WAL bytes between the primary's latest known position and `replayLsn`; null while unknown. */
   lagBytes: number | null;
+  /** How long ago the primary passed `replayLsn`, in ms (not replay timestamps); null while unknown. */
   lagMs: number | null;
+  /**
+   * `lagMs` as the background probes measured it over the last five minutes (one sample per
+   * probe round while the replica serves): what a dashboard or an alert looks at.
+   */
+  lagHistory: LagHistoryStats;
 }
 
+/**
+ * A snapshot of the router: nodes, routing counters and consistency work. Counters only grow; the
+ * rest is the state at the call. Cheap enough to poll (percentiles are sorted on demand).
+ */
 export interface RouterStats {
   primary: { name: string; state: PrimaryStatus; served: number; inFlight: number; walLsn: string | null };
   replicas: ReplicaStats[];
@@ -114,6 +131,7 @@ export class Router<C = unknown> implements AsyncDisposable {
   readonly #watch: ClusterWatch<C>;
   readonly #consistency: Consistency;
   readonly #chooser: ReplicaChooser<C>;
+  readonly #lag: LagMonitor<Replica<C>>;
   readonly #deadlines: DeadlineWatch;
   readonly #closing = new AbortController();
   #primaryServed = 0;
@@ -137,6 +155,9 @@ export class Router<C = unknown> implements AsyncDisposable {
       () => this.#watch.identity,
     );
     for (const node of replicas) this.#health.add(node);
+    this.#lag = new LagMonitor<Replica<C>>(resolved.lagAlertMs, this.#events, (replica) =>
+      this.#chooser.lagOf(replica),
+    );
     this.#deadlines = new DeadlineWatch(Math.min(250, Math.max(5, resolved.replicaTimeoutMs / 20)));
     // Every read waiting for a replica listens for close(): hundreds at once is normal, not a leak.
     setMaxListeners(0, this.#closing.signal);
@@ -147,6 +168,7 @@ export class Router<C = unknown> implements AsyncDisposable {
         probeIntervalMs: resolved.probeIntervalMs,
         retry: resolved.readmission,
         random: resolved.random,
+        afterRound: () => this.#lag.sample(this.#health.values()),
       },
       this.#events,
       this.#primary,
@@ -211,20 +233,12 @@ export class Router<C = unknown> implements AsyncDisposable {
    * Runs a read on the best replica that satisfies the current scope's consistency, or on the
    * primary. `fn` may run twice (on another node) if a replica fails at the connection level.
    */
-  async read<T>(fn: RunOn<C, T>, options: ReadOptions = {}): Promise<T> {
-    this.#assertOpen();
-    if (options.primary) return this.#onPrimary(fn);
-    // Only the very first reads wait, and only for the round already under way.
-    if (!this.#watch.firstRoundDone) await this.#watch.firstRound();
-    if (this.#health.size === 0) return this.#onPrimary(fn);
-    let required = options.minLsn ?? 0n;
-    const scopes = options.anyReplica ? NO_SCOPES : this.#consistency.current();
-    if (scopes.length > 0) {
-      const scoped = await this.#consistency.requirement(scopes);
-      if (typeof scoped !== 'bigint') return this.#onPrimary(fn, scoped);
-      if (scoped > required) required = scoped;
+  read<T>(fn: RunOn<C, T>, options: ReadOptions = {}): Promise<T> {
+    // Nobody observes reads (the usual case): nothing is measured or allocated for it.
+    if (this.#events.listenerCount('read') === 0 && !this.#consistency.observingReads) {
+      return this.#read(fn, options, undefined);
     }
-    return this.#onReplicas(fn, required, options, scopes);
+    return this.#observedRead(fn, options);
   }
 
   /** Runs `fn` on the primary, then raises the current scope's required LSN past it. */
@@ -384,6 +398,7 @@ export class Router<C = unknown> implements AsyncDisposable {
         replayLsn: replica.replayLsn === undefined ? null : formatLsn(replica.replayLsn),
         lagBytes: lag ? lag.bytes : null,
         lagMs: lag ? lag.ms : null,
+        lagHistory: this.#lag.history(replica),
       });
     }
     const walLsn = this.#primary.history.latestLsn;
@@ -425,12 +440,64 @@ export class Router<C = unknown> implements AsyncDisposable {
 
   // ---------------------------------------------------------------- the read loop
 
-  async #onPrimary<T>(fn: RunOn<C, T>, fallback?: FallbackReason): Promise<T> {
+  async #read<T>(fn: RunOn<C, T>, options: ReadOptions, trace: ReadTrace | undefined): Promise<T> {
+    this.#assertOpen();
+    if (options.primary) return this.#onPrimary(fn, undefined, trace, 'forced');
+    // Only the very first reads wait, and only for the round already under way.
+    if (!this.#watch.firstRoundDone) await this.#watch.firstRound();
+    if (this.#health.size === 0) return this.#onPrimary(fn, undefined, trace, 'no-replicas');
+    let required = options.minLsn ?? 0n;
+    const scopes = options.anyReplica ? NO_SCOPES : this.#consistency.current();
+    if (scopes.length > 0) {
+      const scoped = await this.#consistency.requirement(scopes);
+      if (typeof scoped !== 'bigint') return this.#onPrimary(fn, scoped, trace);
+      if (scoped > required) required = scoped;
+    }
+    return this.#onReplicas(fn, required, options, scopes, trace);
+  }
+
+  async #observedRead<T>(fn: RunOn<C, T>, options: ReadOptions): Promise<T> {
+    // Taken now: the session's observers, not those of wherever the read happens to settle.
+    const observers = this.#consistency.readObservers();
+    const trace = new ReadTrace();
+    let ok = false;
+    try {
+      const result = await this.#read(fn, options, trace);
+      ok = true;
+      return result;
+    } finally {
+      const served = trace.settle(ok);
+      if (served !== undefined) this.#tellServed(served, observers);
+    }
+  }
+
+  #tellServed(served: ServedRead, observers: readonly ReadObserver[] | undefined): void {
+    this.#events.emit('read', served);
+    if (observers === undefined) return;
+    for (const observer of observers) {
+      try {
+        observer(served);
+      } catch {
+        // An observer's bug must not fail the read it observes.
+      }
+    }
+  }
+
+  async #onPrimary<T>(
+    fn: RunOn<C, T>,
+    fallback?: FallbackReason,
+    trace?: ReadTrace,
+    reason?: 'forced' | 'no-replicas',
+  ): Promise<T> {
     if (fallback) {
       this.#reads.fallbacks++;
       this.#events.emit('fallback', { reason: fallback });
     }
     this.#reads.primary++;
+    if (trace) {
+      trace.reason = fallback ?? reason;
+      trace.ranOn(this.#primaryTarget);
+    }
     const result = await this.#runOnPrimary(fn);
     // With no replica every read is on the primary, monotonic without anything to record.
     if (this.#health.size > 0) this.#consistency.readOnPrimary();
@@ -450,17 +517,24 @@ export class Router<C = unknown> implements AsyncDisposable {
     }
   }
 
-  async #onReplicas<T>(fn: RunOn<C, T>, required: bigint, options: ReadOptions, scopes: readonly Scope[]): Promise<T> {
+  async #onReplicas<T>(
+    fn: RunOn<C, T>,
+    required: bigint,
+    options: ReadOptions,
+    scopes: readonly Scope[],
+    trace: ReadTrace | undefined,
+  ): Promise<T> {
     // Allocated only when a replica fails: most reads never need it.
     let excluded: Set<Replica<C>> | undefined;
     // One retry on another replica, then the primary.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const choice = await this.#chooser.choose(options, excluded, required, scopes);
+      const choice = await this.#chooser.choose(options, excluded, required, scopes, trace);
       if (typeof choice.to === 'string') {
-        return this.#onPrimary(fn, choice.to === 'no-replica' && attempt > 0 ? 'retries-exhausted' : choice.to);
+        return this.#onPrimary(fn, choice.to === 'no-replica' && attempt > 0 ? 'retries-exhausted' : choice.to, trace);
       }
       required = choice.required;
       const replica = choice.to;
+      trace?.ranOn(replica.target);
       try {
         const result = await this.#runOnReplica(replica, fn);
         this.#consistency.readOn(scopes, replica);
@@ -475,7 +549,7 @@ export class Router<C = unknown> implements AsyncDisposable {
         this.#events.emit('retry', { replica: replica.name, error });
       }
     }
-    return this.#onPrimary(fn, 'retries-exhausted');
+    return this.#onPrimary(fn, 'retries-exhausted', trace);
   }
 
   async #runOnReplica<T>(replica: Replica<C>, fn: RunOn<C, T>): Promise<T> {
