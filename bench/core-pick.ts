@@ -5,20 +5,18 @@
 // fold the choice into a constant.
 //   node --import tsx bench/core-pick.ts [--picks 2] [--repeats 5]     (--picks in millions)
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Balancer, type BalancerName, createBalancer, seededRandom } from '../packages/core/src/balancers.js';
+import { benchOptions, median, type ResultTable, table, writeResult } from './lib.js';
 
 const BALANCERS: BalancerName[] = ['least-connections', 'latency', 'round-robin', 'random', 'weighted'];
 const COUNTS = [2, 3, 8];
 
-const { values } = parseArgs({
-  options: { picks: { type: 'string' }, repeats: { type: 'string' }, child: { type: 'string' } },
-});
-const picks = Math.round(Number(values.picks ?? 2) * 1_000_000);
-const repeats = Number(values.repeats ?? 5);
+const { values } = parseArgs({ options: { child: { type: 'string' } }, strict: false });
+const options = benchOptions({ picks: [2, 0.5], repeats: [5, 3] });
+const picks = Math.round(options.picks * 1_000_000);
+const repeats = options.repeats;
 
 interface Candidate {
   name: string;
@@ -32,15 +30,12 @@ interface Row {
   candidates: number;
   medianNsPerPick: number;
   nsPerPick: number[];
+  /** Client CPU (user + system) per pick, median over repeats: the same work as the wall time here. */
+  cpuNsPerPick: number;
   /** The same loop with `pick()` replaced by an array read: what the numbers above include besides the choice. */
   loopOverheadNs: number;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-};
 const round = (ns: number): number => Math.round(ns * 100) / 100;
 
 let sink = 0;
@@ -95,9 +90,13 @@ function runChild(name: BalancerName): Row[] {
     timePicks(balancer, candidates, 1_000_000);
     timeBaseline(candidates, 1_000_000);
     const nsPerPick: number[] = [];
+    const cpuNs: number[] = [];
     const overhead: number[] = [];
     for (let r = 0; r < repeats; r++) {
+      const cpu = process.cpuUsage();
       nsPerPick.push(timePicks(balancer, candidates, picks));
+      const { user, system } = process.cpuUsage(cpu);
+      cpuNs.push(((user + system) * 1000) / picks);
       overhead.push(timeBaseline(candidates, picks));
     }
     rows.push({
@@ -105,6 +104,7 @@ function runChild(name: BalancerName): Row[] {
       candidates: count,
       medianNsPerPick: round(median(nsPerPick)),
       nsPerPick: nsPerPick.map(round),
+      cpuNsPerPick: round(median(cpuNs)),
       loopOverheadNs: round(median(overhead)),
     });
   }
@@ -115,7 +115,6 @@ if (values.child !== undefined) {
   const rows = runChild(values.child as BalancerName);
   process.stdout.write(`${JSON.stringify({ rows, sink: sink % 2 })}\n`);
 } else {
-  const started = performance.now();
   const rows: Row[] = [];
   for (const name of BALANCERS) {
     const out = execFileSync(
@@ -135,33 +134,33 @@ if (values.child !== undefined) {
     rows.push(...(JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { rows: Row[] }).rows);
   }
 
-  const header = ['balancer', ...COUNTS.map((n) => `${n} cand. ns/pick`)];
-  const table = BALANCERS.map((name) => [
-    name,
-    ...COUNTS.map((n) => {
-      const row = rows.find((r) => r.balancer === name && r.candidates === n);
-      return row === undefined ? '-' : row.medianNsPerPick.toFixed(1);
-    }),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...table.map((line) => (line[i] ?? '').length)));
-  const format = (line: string[]): string =>
-    line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
-  console.log(format(header));
-  for (const line of table) console.log(format(line));
   const overhead = median(rows.map((r) => r.loopOverheadNs));
   console.log(
     `median of ${repeats} runs × ${picks / 1e6}M picks; includes ~${overhead.toFixed(1)} ns of loop and mutation (an array read instead of pick())`,
   );
 
-  const cpu = cpus()[0];
-  const result = {
+  const tables: ResultTable[] = COUNTS.map((count) =>
+    table(
+      `one pick among ${count} candidates`,
+      'picks/s',
+      'least-connections',
+      BALANCERS.map((balancer) => {
+        const row = rows.find((r) => r.balancer === balancer && r.candidates === count);
+        return {
+          name: balancer,
+          throughput: row ? 1e9 / row.medianNsPerPick : Number.NaN,
+          cpuUsPerQuery: row ? row.cpuNsPerPick / 1000 : Number.NaN,
+        };
+      }),
+    ),
+  );
+  writeResult({
     bench: 'core-pick',
-    date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpu?.model ?? 'unknown', node: process.version },
-    picksPerRun: picks,
-    repeats,
-    totalSeconds: Math.round((performance.now() - started) / 100) / 10,
-    results: rows,
-  };
-  writeFileSync(new URL('./results/core-pick.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+    title: 'Cost of one replica choice per balancer and candidate count (each balancer in its own process)',
+    options: { picksPerRun: picks, repeats },
+    contenders: Object.fromEntries(BALANCERS.map((name) => [name, `createBalancer('${name}')`])),
+    tables,
+    notes: [`Includes ~${overhead.toFixed(1)} ns of loop and mutation per pick (an array read instead of pick()).`],
+    details: { rows },
+  });
 }

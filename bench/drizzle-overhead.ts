@@ -1,11 +1,10 @@
 // CPU cost per select of the routing layer alone, with the network taken out: every node is a fake
 // node-postgres client that answers at once. Compares a bare drizzle database, drizzle-orm's
-// withReplicas and @lagless/drizzle, in interleaved rounds; reports medians in microseconds per read.
+// withReplicas and @lagless/drizzle, in interleaved rounds; reports medians of reads/s and of client CPU
+// µs per read.
 // On a shared machine the end-to-end bench (drizzle-select.ts) cannot resolve a few percent at
 // concurrency 1; this one can.
 //   node --conditions=lagless-source --import tsx bench/drizzle-overhead.ts [-- --reads 50000 --rounds 7]
-import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { withReplicas } from '@lagless/drizzle';
 import { eq } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
@@ -18,10 +17,9 @@ import {
   text,
 } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
+import { benchOptions, interleave, round, rowOf, table, timed, writeResult } from './lib.js';
 
-const { values } = parseArgs({ options: { reads: { type: 'string' }, rounds: { type: 'string' } } });
-const reads = Number(values.reads ?? 50_000);
-const rounds = Number(values.rounds ?? 7);
+const { reads, rounds } = benchOptions({ reads: [50_000, 10_000], rounds: [7, 3] });
 
 const kv = pgTable('kv', { id: integer('id').primaryKey(), v: text('v').notNull() });
 type Db = PgDatabase<PgQueryResultHKT>;
@@ -47,20 +45,15 @@ function fakeNode(role: 'primary' | 'replica'): Db {
   return drizzle(client as unknown as pg.Pool);
 }
 
-async function run(db: Db): Promise<number> {
-  const started = process.hrtime.bigint();
-  for (let i = 0; i < reads; i++) {
-    const [row] = await db.select().from(kv).where(eq(kv.id, i));
-    if (row?.id !== i) throw new Error(`read ${i}, got ${row?.id}`);
-  }
-  return Number(process.hrtime.bigint() - started) / reads / 1000;
+/** `reads` selects one after another: wall time and client CPU per read (they are the same work here). */
+function run(db: Db) {
+  return timed(reads, async () => {
+    for (let i = 0; i < reads; i++) {
+      const [row] = await db.select().from(kv).where(eq(kv.id, i));
+      if (row?.id !== i) throw new Error(`read ${i}, got ${row?.id}`);
+    }
+  });
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-};
 
 const primary = fakeNode('primary');
 const lagless = withReplicas(primary, [fakeNode('replica'), fakeNode('replica')], { probeIntervalMs: 0 });
@@ -72,28 +65,33 @@ const contenders: Record<string, Db> = {
 };
 const names = Object.keys(contenders);
 for (const name of names) await run(contenders[name] as Db);
-const samples = new Map<string, number[]>(names.map((name) => [name, []]));
-for (let round = 0; round < rounds; round++) {
-  for (let i = 0; i < names.length; i++) {
-    const name = names[(i + round) % names.length] as string;
-    samples.get(name)?.push(await run(contenders[name] as Db));
-  }
-}
+const samples = await interleave(names, rounds, (name) => run(contenders[name] as Db));
 await lagless.$lagless.close();
 
-const us = Object.fromEntries([...samples].map(([name, xs]) => [name, +median(xs).toFixed(2)]));
-const result = {
+writeResult({
   bench: 'drizzle-overhead',
-  date: new Date().toISOString(),
-  node: process.version,
-  reads,
-  rounds,
-  medianMicrosecondsPerRead: us,
-  laglessMinusDrizzleUs: +((us.lagless ?? 0) - (us.drizzle ?? 0)).toFixed(2),
-  samples: Object.fromEntries([...samples].map(([name, xs]) => [name, xs.map((x) => +x.toFixed(2))])),
-};
-console.log(
-  names.map((name) => `${name} ${us[name]} µs/read`).join('  '),
-  `| lagless − drizzle ${result.laglessMinusDrizzleUs} µs`,
-);
-writeFileSync(new URL('./results/drizzle-overhead.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+  title:
+    'CPU cost of the routing layer alone: drizzle selects over fake node-postgres clients that answer at once, one after another',
+  options: { reads, rounds },
+  contenders: {
+    bare: 'drizzle database on one fake node',
+    drizzle: "drizzle-orm's withReplicas over two fake replicas",
+    lagless: '@lagless/drizzle withReplicas over two fake replicas (probeIntervalMs: 0)',
+  },
+  tables: [
+    table(
+      'select by primary key, no network',
+      'reads/s',
+      'bare',
+      names.map((name) => rowOf(name, samples[name] ?? [])),
+    ),
+  ],
+  notes: [
+    'No network: the differences are the whole cost of each layer, so ratios here are larger than end to end (drizzle-select).',
+  ],
+  details: {
+    microsecondsPerReadByRound: Object.fromEntries(
+      names.map((name) => [name, (samples[name] ?? []).map((w) => round((w.ms * 1000) / reads, 2))]),
+    ),
+  },
+});

@@ -2,10 +2,9 @@
 // withReplicas, and @lagless/drizzle (default balancer and `latency`), at concurrency 1 and 32,
 // with both replicas healthy and then with one replica slowed by +5 ms through the fault proxy.
 // Rounds are interleaved (every contender once per round, in rotating order) so drift on a shared
-// machine hits all alike; the figures are medians over rounds.
+// machine hits all alike; the figures are medians over rounds, with client CPU µs per query. Target
+// (issue 11), healthy: lagless's client CPU per query at most 1.05× bare drizzle's.
 //   node --conditions=lagless-source --import tsx bench/drizzle-select.ts [-- --rounds 7 --seconds 1 --driver node-postgres]
-import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { withReplicas } from '@lagless/drizzle';
 import { createFaultProxy, startCluster } from '@lagless/testkit';
@@ -22,30 +21,27 @@ import {
 import { drizzle as drizzlePostgresJs } from 'drizzle-orm/postgres-js';
 import pg from 'pg';
 import postgres from 'postgres';
+import {
+  benchOptions,
+  interleave,
+  measure,
+  type ResultTable,
+  round,
+  rowOf,
+  table,
+  target,
+  type Window,
+  writeResult,
+} from './lib.js';
 
-const { values } = parseArgs({
-  options: {
-    rounds: { type: 'string' },
-    seconds: { type: 'string' },
-    driver: { type: 'string' },
-    rows: { type: 'string' },
-  },
-});
-const rounds = Number(values.rounds ?? 7);
-const seconds = Number(values.seconds ?? 1);
-const driver = (values.driver ?? 'node-postgres') as 'node-postgres' | 'postgres.js';
-const rows = Number(values.rows ?? 10_000);
+const { values } = parseArgs({ options: { driver: { type: 'string' } }, strict: false });
+const { rounds, seconds, rows } = benchOptions({ rounds: [7, 2], seconds: [1, 0.25], rows: [10_000, 10_000] });
+const driver = (typeof values.driver === 'string' ? values.driver : 'node-postgres') as 'node-postgres' | 'postgres.js';
 const SLOW_MS = 5;
 const CONCURRENCIES = [1, 32] as const;
 
 const kv = pgTable('kv', { id: integer('id').primaryKey(), v: text('v').notNull() });
 type Db = PgDatabase<PgQueryResultHKT>;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-};
 
 const ends: Array<() => Promise<unknown>> = [];
 function connect(url: string): Db {
@@ -61,21 +57,13 @@ function connect(url: string): Db {
   return drizzlePostgresJs(client);
 }
 
-/** Reads by random primary key on `concurrency` loops for `ms`; returns reads per second. */
-async function measure(db: Db, concurrency: number, ms: number): Promise<number> {
-  const deadline = performance.now() + ms;
-  let done = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < deadline) {
-        const id = 1 + Math.floor(Math.random() * rows);
-        const [row] = await db.select().from(kv).where(eq(kv.id, id));
-        if (row?.id !== id) throw new Error(`read ${id}, got ${row?.id}`);
-        done++;
-      }
-    }),
-  );
-  return done / (ms / 1000);
+/** Reads by random primary key on `concurrency` loops for `ms`: a window of lib.ts's measure(). */
+function run(db: Db, concurrency: number, ms: number): Promise<Window> {
+  return measure(concurrency, ms, async (record) => {
+    const id = 1 + Math.floor(Math.random() * rows);
+    const [row] = await record.time('read', () => db.select().from(kv).where(eq(kv.id, id)));
+    if (row?.id !== id) throw new Error(`read ${id}, got ${row?.id}`);
+  });
 }
 
 const cluster = await startCluster({ replicas: 2 });
@@ -105,7 +93,7 @@ try {
     };
     // Unmeasured: JIT, connections, the table in shared buffers. Without it the first contender of
     // the first scenario ran at half speed.
-    for (const db of Object.values(contenders)) await measure(db, 32, 1500);
+    for (const db of Object.values(contenders)) await run(db, 32, 1500);
     return contenders;
   };
   const scenarios: Array<{ name: string; urls: readonly [string, string]; latencyMs: number }> = [
@@ -114,68 +102,48 @@ try {
     { name: `replica-1 +${SLOW_MS} ms`, urls: [fast.url, proxy.url(slowed.url)], latencyMs: SLOW_MS },
   ];
 
-  const results: Record<string, Record<string, Record<string, { medianOps: number; ops: number[] }>>> = {};
+  const tables: ResultTable[] = [];
+  const opsByRound: Record<string, Record<string, number[]>> = {};
   for (const { name: scenario, urls, latencyMs } of scenarios) {
     proxy.setLatency(latencyMs);
     const contenders = await contendersOver(urls);
     const names = Object.keys(contenders);
-    results[scenario] = {};
     for (const concurrency of CONCURRENCIES) {
-      const samples = new Map<string, number[]>(names.map((name) => [name, []]));
+      const title = `${scenario}, c=${concurrency}`;
       // Unmeasured: pools grown to this concurrency, latency estimates settled.
-      for (const name of names) await measure(contenders[name] as Db, concurrency, 300);
-      for (let round = 0; round < rounds; round++) {
-        const order = names.map((_, i) => names[(i + round) % names.length] as string);
-        for (const name of order)
-          samples.get(name)?.push(await measure(contenders[name] as Db, concurrency, seconds * 1000));
-      }
-      const row: Record<string, { medianOps: number; ops: number[] }> = {};
-      for (const [name, ops] of samples) row[name] = { medianOps: Math.round(median(ops)), ops: ops.map(Math.round) };
-      results[scenario][`c=${concurrency}`] = row;
-      const ratio = (a: string, b: string) => ((row[a]?.medianOps ?? 0) / (row[b]?.medianOps ?? 1)).toFixed(2);
-      console.log(
-        `${scenario.padEnd(16)} c=${String(concurrency).padEnd(3)} ${names
-          .map((name) => `${name} ${row[name]?.medianOps}/s`)
-          .join(
-            '  ',
-          )}  | lagless/drizzle ${ratio('lagless', 'drizzle')}  lagless-latency/drizzle ${ratio('lagless-latency', 'drizzle')}  lagless/bare ${ratio('lagless', 'bare')}`,
+      for (const name of names) await run(contenders[name] as Db, concurrency, 300);
+      const samples = await interleave(names, rounds, (name) =>
+        run(contenders[name] as Db, concurrency, seconds * 1000),
       );
+      opsByRound[title] = Object.fromEntries(
+        names.map((name) => [name, (samples[name] ?? []).map((w) => round(w.opsPerSec))]),
+      );
+      const t = table(
+        title,
+        'reads/s',
+        'bare',
+        names.map((name) => rowOf(name, samples[name] ?? [], 'read')),
+      );
+      if (scenario === 'healthy') {
+        target('lagless CPU per query vs bare drizzle', t, 'lagless', (c) => c.ratios.cpu, '<=', 1.05);
+      }
+      tables.push(t);
     }
   }
 
-  const ratios: Record<string, Record<string, Record<string, number>>> = {};
-  for (const [scenario, byConcurrency] of Object.entries(results)) {
-    ratios[scenario] = {};
-    for (const [concurrency, row] of Object.entries(byConcurrency)) {
-      const of = (name: string) => row[name]?.medianOps ?? Number.NaN;
-      ratios[scenario][concurrency] = {
-        'drizzle/bare': +(of('drizzle') / of('bare')).toFixed(3),
-        'lagless/bare': +(of('lagless') / of('bare')).toFixed(3),
-        'lagless/drizzle': +(of('lagless') / of('drizzle')).toFixed(3),
-        'lagless-latency/drizzle': +(of('lagless-latency') / of('drizzle')).toFixed(3),
-      };
-    }
-  }
-  const result = {
+  writeResult({
     bench: 'drizzle-select',
-    date: new Date().toISOString(),
-    machine: { cpus: cpus().length, node: process.version },
-    postgres: cluster.serverVersion,
-    driver,
-    rows,
-    rounds,
-    secondsPerRound: seconds,
-    slowedReplicaMs: SLOW_MS,
+    title: `drizzle select by primary key over ${driver}, ${rows} rows, 2 replicas, healthy and with replica 1 +${SLOW_MS} ms (fault proxy)`,
+    options: { rounds, seconds, rows, driver, slowedReplicaMs: SLOW_MS, postgres: cluster.serverVersion },
     contenders: {
       bare: 'drizzle database on replica 0 alone',
       drizzle: "drizzle-orm's withReplicas (random replica)",
       lagless: '@lagless/drizzle withReplicas, default balancer (least-connections)',
       'lagless-latency': "@lagless/drizzle withReplicas, balancer 'latency'",
     },
-    ratios,
-    results,
-  };
-  writeFileSync(new URL('./results/drizzle.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+    tables,
+    details: { readsPerSecByRound: opsByRound },
+  });
   await Promise.all(closers.map((close) => close()));
 } finally {
   await Promise.all(ends.map((end) => end().catch(() => {})));

@@ -21,26 +21,38 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import { integer, pgTable, text } from 'drizzle-orm/pg-core';
 import pg from 'pg';
 import { PrismaClient } from '../packages/prisma/test/generated/client.js';
-import { interleave, measure, type Recorder, round, seedUsers, summarize, type Window, writeResult } from './lib.js';
+import {
+  benchOptions,
+  interleave,
+  measure,
+  type Recorder,
+  type ResultTable,
+  round,
+  seedUsers,
+  summarize,
+  table,
+  target,
+  type Window,
+  writeResult,
+} from './lib.js';
 
-const { values } = parseArgs({
-  options: {
-    rounds: { type: 'string' },
-    seconds: { type: 'string' },
-    warmup: { type: 'string' },
-    rows: { type: 'string' },
-    concurrency: { type: 'string' },
-    writes: { type: 'string' },
-    orm: { type: 'string' },
-  },
+const { values } = parseArgs({ options: { orm: { type: 'string' } }, strict: false });
+const {
+  rounds,
+  seconds,
+  warmup: warmupSeconds,
+  rows,
+  concurrency,
+  writes: WRITE_SHARE,
+} = benchOptions({
+  rounds: [5, 2],
+  seconds: [2, 0.3],
+  warmup: [1, 0.3],
+  rows: [1000, 1000],
+  concurrency: [32, 32],
+  writes: [0.1, 0.1],
 });
-const rounds = Number(values.rounds ?? 5);
-const seconds = Number(values.seconds ?? 2);
-const warmupSeconds = Number(values.warmup ?? 1);
-const rows = Number(values.rows ?? 1000);
-const concurrency = Number(values.concurrency ?? 32);
-const WRITE_SHARE = Number(values.writes ?? 0.1);
-const orms = (values.orm ?? 'prisma,drizzle').split(',');
+const orms = (typeof values.orm === 'string' ? values.orm : 'prisma,drizzle').split(',');
 const OPS_PER_REQUEST = 5;
 // Enough for 32 loops without queueing on the pool, small enough that 4 Prisma clients and the
 // shared drizzle pools stay under the testkit's max_connections (200) on every node.
@@ -204,7 +216,7 @@ function toRow(samples: readonly Sample[]): Row {
   };
 }
 
-async function bench(orm: string, cluster: Cluster, targets: Record<string, Target>): Promise<Record<string, Row>> {
+async function bench(cluster: Cluster, targets: Record<string, Target>): Promise<Record<string, Row>> {
   await Promise.all(Object.values(targets).map((target) => target.lagless.ready()));
   const run = async (name: string, ms: number) => {
     const contender = CONTENDERS[name];
@@ -229,36 +241,45 @@ async function bench(orm: string, cluster: Cluster, targets: Record<string, Targ
       readP99: round(row.readP99Ms / none.readP99Ms, 3),
     };
   }
-  print(orm, table);
   return table;
 }
 
-function print(orm: string, table: Record<string, Row>): void {
-  const columns: Array<[string, (row: Row) => string | number]> = [
-    ['reads/s', (r) => r.readsPerSec],
-    ['ops/s', (r) => r.opsPerSec],
-    ['CPU µs/op', (r) => r.cpuUsPerOp],
-    ['read p50', (r) => r.readP50Ms.toFixed(2)],
-    ['read p99', (r) => r.readP99Ms.toFixed(2)],
-    ['replica %', (r) => (100 * r.replicaShare).toFixed(1)],
-    ['waits/win', (r) => r.waitsPerRound],
-    ['fallbk/win', (r) => r.fallbacksPerRound],
-    ['reads÷none', (r) => r.vsNone?.reads.toFixed(2) ?? ''],
-    ['CPU÷none', (r) => r.vsNone?.cpu.toFixed(2) ?? ''],
-  ];
-  const width = Math.max(...NAMES.map((name) => name.length));
-  console.log(`\n${orm} (c=${concurrency}, ${100 * WRITE_SHARE} % writes, medians of ${rounds} × ${seconds} s)`);
-  console.log(`${''.padEnd(width)}  ${columns.map(([title]) => title.padStart(10)).join(' ')}`);
-  for (const [name, row] of Object.entries(table)) {
-    console.log(`${name.padEnd(width)}  ${columns.map(([, cell]) => String(cell(row)).padStart(10)).join(' ')}`);
-  }
-  const safe = table['safe default']?.vsNone?.reads;
-  if (safe !== undefined) {
-    console.log(`target (safe default ≥ 0.90 × none reads/s): ${safe.toFixed(2)} ${safe >= 0.9 ? 'met' : 'MISSED'}`);
-  }
+/** The table of one ORM in lib.ts's shape: reads/s and read latency, CPU over every operation. */
+function resultTable(orm: string, rowsByName: Record<string, Row>): ResultTable {
+  const t = table(
+    `${orm}, c=${concurrency}, ${100 * WRITE_SHARE} % writes`,
+    'reads/s',
+    'none',
+    NAMES.map((name) => {
+      const row = rowsByName[name] as Row;
+      return {
+        name,
+        throughput: row.readsPerSec,
+        cpuUsPerQuery: row.cpuUsPerOp,
+        latency: { p50Ms: row.readP50Ms, p99Ms: row.readP99Ms },
+        extra: {
+          opsPerSec: row.opsPerSec,
+          replicaPct: round(100 * row.replicaShare, 1),
+          waitsPerRound: row.waitsPerRound,
+          fallbacksPerRound: row.fallbacksPerRound,
+          walProbesPerWrite: row.walProbesPerWrite,
+        },
+      };
+    }),
+    {
+      extraColumns: {
+        opsPerSec: 'ops/s',
+        replicaPct: '% on replicas',
+        waitsPerRound: 'waits/window',
+        fallbacksPerRound: 'fallbacks/window',
+        walProbesPerWrite: 'WAL probes/write',
+      },
+    },
+  );
+  target('safe default reads/s vs none', t, 'safe default', (c) => c.ratios.throughput, '>=', 0.9);
+  return t;
 }
 
-const startedAt = performance.now();
 // Client and servers share the machine's CPUs: a busy machine shows here, not only in noisier rounds.
 const loadBefore = loadavg().map((x) => round(x, 2));
 const cluster = await startCluster({ replicas: 2 });
@@ -267,39 +288,37 @@ try {
 
   const results: Record<string, Record<string, Row>> = {};
   if (orms.includes('prisma')) {
-    results.prisma = await bench(
-      'prisma fast path',
+    results['prisma fast path'] = await bench(
       cluster,
       Object.fromEntries(NAMES.map((name) => [name, prismaTarget(cluster, CONTENDERS[name]?.options ?? {})])),
     );
   }
   if (orms.includes('drizzle')) {
     const drizzleTarget = drizzleTargets(cluster);
-    results.drizzle = await bench(
-      'drizzle node-postgres',
+    results['drizzle node-postgres'] = await bench(
       cluster,
       Object.fromEntries(NAMES.map((name) => [name, drizzleTarget(CONTENDERS[name]?.options ?? {})])),
     );
   }
 
-  const totalSeconds = round((performance.now() - startedAt) / 1000, 1);
-  writeResult('guarantees', {
-    rounds,
-    secondsPerRound: seconds,
-    warmupSeconds,
-    postgres: cluster.serverVersion,
-    replicas: cluster.replicas.length,
-    rows,
-    concurrency,
-    writeShare: WRITE_SHARE,
-    opsPerRequest: OPS_PER_REQUEST,
-    contenders: Object.fromEntries(NAMES.map((name) => [name, CONTENDERS[name]?.description])),
-    target: 'safe default loses at most 10 % read throughput vs none (results.*["safe default"].vsNone.reads ≥ 0.9)',
-    totalSeconds,
-    loadAverage: { before: loadBefore, after: loadavg().map((x) => round(x, 2)) },
-    results,
+  writeResult({
+    bench: 'guarantees',
+    title: `What each consistency guarantee costs: ${100 - 100 * WRITE_SHARE} % reads by primary key, ${100 * WRITE_SHARE} % updates, ${concurrency} loops, Prisma fast path and @lagless/drizzle over node-postgres, 2 replicas`,
+    options: {
+      rounds,
+      seconds,
+      warmupSeconds,
+      rows,
+      concurrency,
+      writeShare: WRITE_SHARE,
+      opsPerRequest: OPS_PER_REQUEST,
+      postgres: cluster.serverVersion,
+    },
+    contenders: Object.fromEntries(NAMES.map((name) => [name, CONTENDERS[name]?.description ?? name])),
+    tables: Object.entries(results).map(([orm, rowsByName]) => resultTable(orm, rowsByName)),
+    notes: ['CPU µs/q is over every operation of a window (reads and writes); reads/s and latency are of reads.'],
+    details: { loadAverage: { before: loadBefore, after: loadavg().map((x) => round(x, 2)) }, results },
   });
-  console.log(`\n${totalSeconds} s in all; bench/results/guarantees.json written`);
 } finally {
   for (const cleanup of cleanups) await cleanup().catch(() => {});
   await cluster.stop();

@@ -1,8 +1,13 @@
 // What every benchmark needs, once: medians over rounds, rounds that rotate their contenders so drift
 // on a shared machine hits all alike, a measured window (throughput, client CPU per op, latency
-// percentiles), a concurrency driver, and one shape for bench/results/*.json.
-import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+// percentiles), a concurrency driver, options with full and quick defaults, and one shape for
+// bench/results/*.json (tables of contenders with ratios to a baseline, and the issue's targets)
+// that bench/report.ts turns into Markdown and SVG.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import type { Cluster } from '@lagless/testkit';
 
 export function median(xs: readonly number[]): number {
@@ -136,34 +141,235 @@ export function summarize(windows: readonly Window[]): WindowSummary {
   };
 }
 
+/**
+ * Quick mode (`BENCH_QUICK=1`): short windows for development. Its results go to a scratch
+ * directory unless `BENCH_RESULTS_DIR` says otherwise, so bench/results/ only ever holds full runs.
+ */
+export const QUICK = process.env.BENCH_QUICK === '1';
+
+/** Where results are written and read: `BENCH_RESULTS_DIR`, else bench/results/ (full) or a scratch directory (quick). */
+export function resultsDir(): string {
+  const dir =
+    process.env.BENCH_RESULTS_DIR ??
+    (QUICK ? join(tmpdir(), 'lagless-bench-quick') : fileURLToPath(new URL('./results/', import.meta.url)));
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/**
+ * A bench's numeric options: `--name value` on the command line, else the full-run default, or the
+ * quick one under `BENCH_QUICK=1`. bench/run-all.ts passes the values that fit its time budget.
+ */
+export function benchOptions<K extends string>(
+  defaults: Record<K, readonly [full: number, quick: number]>,
+): Record<K, number> {
+  const names = Object.keys(defaults) as K[];
+  const { values } = parseArgs({
+    options: Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])),
+    // A script may take further flags of its own (core-pick's --child).
+    strict: false,
+  });
+  const resolved = {} as Record<K, number>;
+  for (const name of names) {
+    const given = values[name];
+    const value = typeof given === 'string' ? Number(given) : defaults[name][QUICK ? 1 : 0];
+    if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a non-negative number, got ${given}`);
+    resolved[name] = value;
+  }
+  return resolved;
+}
+
+/** One contender's figures in a table, as every bench reports them. */
+export interface ContenderResult {
+  name: string;
+  /** Operations per second (queries, writes, picks...: the table's `unit`); a median over rounds. */
+  throughput: number;
+  /** Client CPU (user + system of the bench process) over the measured windows ÷ operations, in µs. */
+  cpuUsPerQuery: number;
+  /** To the table's baseline contender (which has 1 and 1). */
+  ratios: { throughput: number; cpu: number };
+  /** Latency percentiles of one operation, in ms, where the bench measures them (medians over rounds). */
+  latency?: { p50Ms: number; p99Ms: number };
+  /** Further figures named by the table's `extraColumns` (share served by replicas, stale reads...). */
+  extra?: Record<string, number>;
+}
+
+/** A target from the issue, beside the value this run measured. */
+export interface TargetResult {
+  label: string;
+  measured: number;
+  op: '>=' | '<=';
+  limit: number;
+  met: boolean;
+}
+
+export interface ResultTable {
+  title: string;
+  /** What `throughput` counts per second, e.g. `reads/s`. */
+  unit: string;
+  baseline: string;
+  contenders: ContenderResult[];
+  /** Column titles for `extra` keys, in order. */
+  extraColumns?: Record<string, string>;
+  targets?: TargetResult[];
+}
+
 export interface BenchResult {
   bench: string;
+  /** One line: what is measured and how. */
+  title: string;
   date: string;
   node: string;
   /** CPUs of the machine: client and servers share them. */
   machine: number;
-  rounds: number;
-  results: unknown;
-  [field: string]: unknown;
+  quick: boolean;
+  /** The options the run used (rounds, seconds per window, ...). */
+  options: Record<string, number | string>;
+  totalSeconds: number;
+  /** Contender name → what it is. */
+  contenders: Record<string, string>;
+  tables: ResultTable[];
+  notes?: string[];
+  /** Bench-specific raw figures (samples per round and the like). */
+  details?: unknown;
 }
 
-/** Writes bench/results/<bench>.json in the common shape, extra fields after the common ones. */
+/** One row of {@link table}: a name, its medians, and optional latency and extra figures. */
+export interface RowInput {
+  name: string;
+  throughput: number;
+  cpuUsPerQuery: number;
+  latency?: { p50Ms: number; p99Ms: number };
+  extra?: Record<string, number>;
+}
+
+/** Builds a table, the ratios computed against `baseline` (which must be one of the rows). */
+export function table(
+  title: string,
+  unit: string,
+  baseline: string,
+  rows: readonly RowInput[],
+  more: { extraColumns?: Record<string, string>; targets?: TargetResult[] } = {},
+): ResultTable {
+  const base = rows.find((row) => row.name === baseline);
+  if (!base) throw new Error(`${title}: no baseline row ${baseline}`);
+  return {
+    title,
+    unit,
+    baseline,
+    contenders: rows.map((row) => ({
+      name: row.name,
+      throughput: round(row.throughput, row.throughput < 100 ? 2 : 0),
+      cpuUsPerQuery: +row.cpuUsPerQuery.toPrecision(4),
+      ratios: {
+        throughput: round(row.throughput / base.throughput, 3),
+        cpu: round(row.cpuUsPerQuery / base.cpuUsPerQuery, 3),
+      },
+      ...(row.latency ? { latency: { p50Ms: round(row.latency.p50Ms, 3), p99Ms: round(row.latency.p99Ms, 3) } } : {}),
+      ...(row.extra ? { extra: row.extra } : {}),
+    })),
+    ...more,
+  };
+}
+
+/** A row from the windows of one contender: medians over rounds, latency of `kind` if given. */
+export function rowOf(name: string, windows: readonly Window[], kind?: string): RowInput {
+  const summary = summarize(windows);
+  const ofKind = kind === undefined ? undefined : summary.byKind[kind];
+  return {
+    name,
+    throughput: ofKind?.opsPerSec ?? summary.opsPerSec,
+    cpuUsPerQuery: summary.cpuUsPerOp,
+    ...(ofKind || Object.keys(summary.byKind).length === 1
+      ? { latency: ofKind ?? (Object.values(summary.byKind)[0] as { p50Ms: number; p99Ms: number }) }
+      : {}),
+  };
+}
+
+/** A target measured on `table`: `pick` reads the figure from one contender. */
+export function target(
+  label: string,
+  resultTable: ResultTable,
+  contender: string,
+  pick: (row: ContenderResult) => number | undefined,
+  op: '>=' | '<=',
+  limit: number,
+): TargetResult {
+  const row = resultTable.contenders.find((c) => c.name === contender);
+  const measured = row === undefined ? Number.NaN : (pick(row) ?? Number.NaN);
+  const met = op === '>=' ? measured >= limit : measured <= limit;
+  const result = { label, measured: round(measured, 3), op, limit, met };
+  resultTable.targets = [...(resultTable.targets ?? []), result];
+  return result;
+}
+
+/** A figure for a table cell: integers with separators from 100 up, three significant digits below. */
+export function formatNumber(x: number): string {
+  if (!Number.isFinite(x)) return '–';
+  if (Math.abs(x) >= 100) return Math.round(x).toLocaleString('en-US');
+  return String(+x.toPrecision(3));
+}
+
+/** Prints a table on stdout the way the README shows it, less the formatting. */
+export function printTable(t: ResultTable): void {
+  const extra = Object.entries(t.extraColumns ?? {});
+  const header = ['', t.unit, '×base', 'CPU µs/q', '×base', 'p50 ms', 'p99 ms', ...extra.map(([, title]) => title)];
+  const lines = t.contenders.map((c) => [
+    c.name,
+    formatNumber(c.throughput),
+    c.ratios.throughput.toFixed(2),
+    formatNumber(c.cpuUsPerQuery),
+    c.ratios.cpu.toFixed(2),
+    c.latency ? formatNumber(c.latency.p50Ms) : '',
+    c.latency ? formatNumber(c.latency.p99Ms) : '',
+    ...extra.map(([key]) => (c.extra?.[key] === undefined ? '' : formatNumber(c.extra[key] as number))),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => (line[i] ?? '').length)));
+  const format = (line: string[]) =>
+    line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
+  console.log(`\n${t.title} (baseline: ${t.baseline})`);
+  console.log(format(header));
+  for (const line of lines) console.log(format(line));
+  for (const tr of t.targets ?? []) {
+    console.log(`target ${tr.label}: ${tr.measured} ${tr.op} ${tr.limit} ${tr.met ? 'met' : 'NOT MET'}`);
+  }
+}
+
+const startedAt = performance.now();
+
+/** Writes `<results dir>/<bench>.json` in the one shape every bench shares, and prints its tables. */
 export function writeResult(
-  bench: string,
-  fields: { rounds: number; results: unknown; [field: string]: unknown },
+  fields: Omit<BenchResult, 'date' | 'node' | 'machine' | 'quick' | 'totalSeconds'>,
 ): BenchResult {
-  const { rounds, results, ...extra } = fields;
+  const { bench, title, ...rest } = fields;
   const result: BenchResult = {
     bench,
+    title,
     date: new Date().toISOString(),
     node: process.version,
     machine: cpus().length,
-    rounds,
-    ...extra,
-    results,
+    quick: QUICK,
+    totalSeconds: round((performance.now() - startedAt) / 1000, 1),
+    ...rest,
   };
-  writeFileSync(new URL(`./results/${bench}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+  for (const t of result.tables) printTable(t);
+  const file = join(resultsDir(), `${bench}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`\n${result.totalSeconds} s; ${file} written${QUICK ? ' (quick mode: not for bench/results)' : ''}`);
   return result;
+}
+
+/**
+ * Client CPU and wall time of a synchronous or async section, for benches that time their own loops
+ * (no concurrency driver): `ops` is how many operations the section ran.
+ */
+export async function timed(ops: number, section: () => Promise<void> | void): Promise<Window> {
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  await section();
+  const elapsed = performance.now() - started;
+  const { user, system } = process.cpuUsage(cpu);
+  return { ms: elapsed, ops, opsPerSec: ops / (elapsed / 1000), cpuUsPerOp: (user + system) / ops, byKind: {} };
 }
 
 /** The "User" table the ORM benchmarks read, with `rows` rows, replayed by every replica. */

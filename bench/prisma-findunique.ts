@@ -7,24 +7,30 @@
 //   lagless-dropin   @lagless/prisma drop-in path: readReplicas({ replicas: PrismaClient[] })
 // at concurrency 1 (per-query time) and 32 (throughput, p99), with both replicas healthy and then
 // with replica 1 slowed by +5 ms through the fault proxy. Rounds are interleaved (every contender
-// once per round, in rotating order) so drift on a shared machine hits all alike; figures are medians.
+// once per round, in rotating order) so drift on a shared machine hits all alike; figures are medians,
+// with client CPU µs per query. Targets (issue 11), healthy findUnique at c=32: lagless ≥ 0.9× bare
+// throughput, ≤ 1.1× bare CPU per query. Needs the generated Prisma client (`npm run generate`).
 //   node --conditions=lagless-source --import tsx bench/prisma-findunique.ts [-- --rounds 5 --seconds 1]
-import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { parseArgs } from 'node:util';
 import { laglessAdapter, readReplicas } from '@lagless/prisma';
 import { createFaultProxy, startCluster } from '@lagless/testkit';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { readReplicas as officialReadReplicas } from '@prisma/extension-read-replicas';
 import { PrismaClient } from '../packages/prisma/test/generated/client.js';
-import { seedUsers } from './lib.js';
+import {
+  benchOptions,
+  interleave,
+  measure,
+  type ResultTable,
+  round,
+  rowOf,
+  seedUsers,
+  table,
+  target,
+  type Window,
+  writeResult,
+} from './lib.js';
 
-const { values } = parseArgs({
-  options: { rounds: { type: 'string' }, seconds: { type: 'string' }, rows: { type: 'string' } },
-});
-const rounds = Number(values.rounds ?? 5);
-const seconds = Number(values.seconds ?? 1);
-const rows = Number(values.rows ?? 10_000);
+const { rounds, seconds, rows } = benchOptions({ rounds: [5, 2], seconds: [1, 0.25], rows: [10_000, 10_000] });
 const SLOW_MS = 5;
 const CONCURRENCIES = [1, 32] as const;
 const OPERATIONS = ['findUnique', 'findFirst'] as const;
@@ -37,16 +43,6 @@ interface UserReader {
   };
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-};
-const percentile = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
-};
-
 const disconnects: Array<() => Promise<unknown>> = [];
 // Pools larger than the highest concurrency, so no contender queues on its own pool.
 const pgAdapter = (url: string) => new PrismaPg({ connectionString: url, max: 40 });
@@ -56,27 +52,13 @@ function bareClient(url: string): PrismaClient {
   return client;
 }
 
-/** Reads by random id on `concurrency` loops for `ms`; returns reads per second and the p99 in ms. */
-async function measure(
-  pick: () => UserReader,
-  operation: Operation,
-  concurrency: number,
-  ms: number,
-): Promise<{ ops: number; p99Ms: number }> {
-  const deadline = performance.now() + ms;
-  const latencies: number[] = [];
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < deadline) {
-        const id = 1 + Math.floor(Math.random() * rows);
-        const started = performance.now();
-        const row = await pick().user[operation]({ where: { id } });
-        latencies.push(performance.now() - started);
-        if (row?.id !== id) throw new Error(`read ${id}, got ${row?.id}`);
-      }
-    }),
-  );
-  return { ops: latencies.length / (ms / 1000), p99Ms: percentile(latencies, 99) };
+/** Reads by random id on `concurrency` loops for `ms`: a window of lib.ts's measure(). */
+function run(pick: () => UserReader, operation: Operation, concurrency: number, ms: number): Promise<Window> {
+  return measure(concurrency, ms, async (record) => {
+    const id = 1 + Math.floor(Math.random() * rows);
+    const row = await record.time('read', () => pick().user[operation]({ where: { id } }));
+    if (row?.id !== id) throw new Error(`read ${id}, got ${row?.id}`);
+  });
 }
 
 const cluster = await startCluster({ replicas: 2 });
@@ -126,82 +108,47 @@ try {
     dropIn.$lagless.router.ready(),
   ]);
   // Unmeasured: JIT, connections, the table in shared buffers on both replicas.
-  for (const name of names) await measure(contenders[name] as () => UserReader, 'findUnique', 32, 1000);
+  for (const name of names) await run(contenders[name] as () => UserReader, 'findUnique', 32, 1000);
 
-  type Cell = { medianOps: number; medianMsPerQuery: number; medianP99Ms: number; ops: number[] };
-  const results: Record<string, Record<string, Record<string, Cell>>> = {};
+  const tables: ResultTable[] = [];
+  const opsByRound: Record<string, Record<string, number[]>> = {};
   for (const scenario of ['healthy', `replica-1 +${SLOW_MS} ms`]) {
     proxy.setLatency(scenario === 'healthy' ? 0 : SLOW_MS);
-    results[scenario] = {};
     for (const operation of OPERATIONS) {
       for (const concurrency of CONCURRENCIES) {
-        const samples = new Map<string, { ops: number[]; p99: number[] }>(names.map((n) => [n, { ops: [], p99: [] }]));
-        for (const name of names) await measure(contenders[name] as () => UserReader, operation, concurrency, 300);
-        for (let round = 0; round < rounds; round++) {
-          const order = names.map((_, i) => names[(i + round) % names.length] as string);
-          for (const name of order) {
-            const { ops, p99Ms } = await measure(
-              contenders[name] as () => UserReader,
-              operation,
-              concurrency,
-              seconds * 1000,
-            );
-            samples.get(name)?.ops.push(ops);
-            samples.get(name)?.p99.push(p99Ms);
-          }
-        }
-        const row: Record<string, Cell> = {};
-        for (const [name, { ops, p99 }] of samples) {
-          const medianOps = median(ops);
-          row[name] = {
-            medianOps: Math.round(medianOps),
-            // At concurrency 1, time per query is the inverse of throughput.
-            medianMsPerQuery: +((1000 * concurrency) / medianOps).toFixed(3),
-            medianP99Ms: +median(p99).toFixed(2),
-            ops: ops.map(Math.round),
-          };
-        }
-        results[scenario][`${operation} c=${concurrency}`] = row;
-        const ratio = (a: string, b: string) => ((row[a]?.medianOps ?? 0) / (row[b]?.medianOps ?? 1)).toFixed(2);
-        console.log(
-          `${scenario.padEnd(16)} ${operation.padEnd(10)} c=${String(concurrency).padEnd(3)} ${names
-            .map((name) => `${name} ${row[name]?.medianOps}/s p99 ${row[name]?.medianP99Ms}ms`)
-            .join(
-              '  ',
-            )}  | lagless/official ${ratio('lagless', 'official')}  lagless/two-bare ${ratio('lagless', 'two-bare')}`,
+        const title = `${scenario}, ${operation}, c=${concurrency}`;
+        for (const name of names) await run(contenders[name] as () => UserReader, operation, concurrency, 300);
+        const samples = await interleave(names, rounds, (name) =>
+          run(contenders[name] as () => UserReader, operation, concurrency, seconds * 1000),
         );
+        opsByRound[title] = Object.fromEntries(
+          names.map((name) => [name, (samples[name] ?? []).map((w) => round(w.opsPerSec))]),
+        );
+        const t = table(
+          title,
+          'reads/s',
+          'bare',
+          names.map((name) => rowOf(name, samples[name] ?? [], 'read')),
+        );
+        if (scenario === 'healthy' && operation === 'findUnique' && concurrency === 32) {
+          target('lagless fast path throughput vs bare', t, 'lagless', (c) => c.ratios.throughput, '>=', 0.9);
+          target('lagless fast path CPU per query vs bare', t, 'lagless', (c) => c.ratios.cpu, '<=', 1.1);
+        }
+        tables.push(t);
       }
     }
   }
 
-  const ratios: Record<string, Record<string, Record<string, number>>> = {};
-  for (const [scenario, cells] of Object.entries(results)) {
-    ratios[scenario] = {};
-    for (const [cell, row] of Object.entries(cells)) {
-      const of = (name: string) => row[name]?.medianOps ?? Number.NaN;
-      const p99 = (name: string) => row[name]?.medianP99Ms ?? Number.NaN;
-      ratios[scenario][cell] = {
-        'official/bare': +(of('official') / of('bare')).toFixed(3),
-        'two-bare/bare': +(of('two-bare') / of('bare')).toFixed(3),
-        'lagless/bare': +(of('lagless') / of('bare')).toFixed(3),
-        'lagless/official': +(of('lagless') / of('official')).toFixed(3),
-        'lagless/two-bare': +(of('lagless') / of('two-bare')).toFixed(3),
-        'lagless-latency/official': +(of('lagless-latency') / of('official')).toFixed(3),
-        'lagless-dropin/official': +(of('lagless-dropin') / of('official')).toFixed(3),
-        'p99 lagless/official': +(p99('lagless') / p99('official')).toFixed(3),
-        'p99 lagless-latency/official': +(p99('lagless-latency') / p99('official')).toFixed(3),
-      };
-    }
-  }
-  const result = {
+  const vsOfficial = Object.fromEntries(
+    tables.map((t) => {
+      const of = (name: string) => t.contenders.find((c) => c.name === name)?.throughput ?? Number.NaN;
+      return [t.title, round(of('lagless') / of('official'), 3)];
+    }),
+  );
+  writeResult({
     bench: 'prisma-findunique',
-    date: new Date().toISOString(),
-    machine: { cpus: cpus().length, node: process.version },
-    postgres: cluster.serverVersion,
-    rows,
-    rounds,
-    secondsPerRound: seconds,
-    slowedReplicaMs: SLOW_MS,
+    title: `Prisma 7 findUnique / findFirst by primary key, ${rows} rows, 2 replicas (replica 1 behind the fault proxy), healthy and with replica 1 +${SLOW_MS} ms`,
+    options: { rounds, seconds, rows, slowedReplicaMs: SLOW_MS, postgres: cluster.serverVersion },
     contenders: {
       bare: 'PrismaClient on replica 0 alone',
       'two-bare': 'two PrismaClients, one per replica, alternated by hand',
@@ -210,10 +157,9 @@ try {
       'lagless-latency': "@lagless/prisma fast path, balancer 'latency'",
       'lagless-dropin': '@lagless/prisma drop-in path (readReplicas({ replicas: PrismaClient[] }))',
     },
-    ratios,
-    results,
-  };
-  writeFileSync(new URL('./results/prisma.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+    tables,
+    details: { laglessVsOfficialThroughput: vsOfficial, readsPerSecByRound: opsByRound },
+  });
 } finally {
   await Promise.all(disconnects.map((disconnect) => disconnect().catch(() => {})));
   await proxy.close();
