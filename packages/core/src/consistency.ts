@@ -461,6 +461,10 @@ export class Consistency {
     // A client's position the primary has not confirmed must not be handed back as ours: past this
     // request's writes, a bogus one would make the next request drop them with it.
     if (scope.claimLsn !== undefined) await this.settleClaims([scope]);
+    // The HTTP helpers send a response once its token is known: by then another instance looking up
+    // this session's key must find its writes. Bounded by the store's own timeout; a raise that
+    // failed is retried in the background and the token itself still carries the writes.
+    if (scope.storeRaises.size > 0) await Promise.all([...scope.storeRaises]);
     const lsn = scope.needed;
     if (lsn === 0n) return undefined;
     // A router made just now may not have learned the cluster's identity yet: wait for its checks.

@@ -347,6 +347,35 @@ describe('the token store', () => {
     await waitFor(() => router.stats().pendingRaises === 0);
   });
 
+  it("token() resolves only once the session's raise landed, so a response carrying it is seen by every instance", async () => {
+    const fake = new FakeCluster();
+    const store = new MemoryTokenStore();
+    let landRaise: (() => void) | undefined;
+    const slowStore: TokenStore = {
+      get: (key) => store.get(key),
+      raise: async (key, lsn, ttlMs) => {
+        await new Promise<void>((resolve) => {
+          landRaise = resolve;
+        });
+        return store.raise(key, lsn, ttlMs);
+      },
+    };
+    const router = track(fake.router([fake.replica('r1')], { tokenStore: slowStore }));
+    await router.ready();
+    let token: string | undefined;
+    const session = router.session({ key: 'u' }, async () => {
+      await router.write(async () => fake.write());
+      token = await router.token();
+    });
+    await waitFor(() => landRaise !== undefined);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(token, 'token() returned before the store had the write').toBeUndefined();
+    landRaise?.();
+    await session;
+    expect(token).toMatch(/^l1\./);
+    expect(await store.get('u')).toBe(fake.primaryLsn);
+  });
+
   it('keys a store lost require the primary position at the loss, read once and recorded for the others', async () => {
     const fake = new FakeCluster();
     const store = new FlakyStore();
