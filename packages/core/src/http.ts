@@ -2,6 +2,7 @@ import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { invalidOption } from './errors.js';
 import type { SessionInit } from './router.js';
+import type { ServedRead } from './served-read.js';
 
 /** Request header that carries a consistency token from one request to the next. */
 export const TOKEN_HEADER = 'x-lagless-token';
@@ -24,6 +25,12 @@ export interface TokenHttpOptions<R> {
    * empty means none. @default undefined
    */
   key?: ((request: R) => string | undefined) | undefined;
+  /**
+   * Add a `Server-Timing` header naming the nodes that served the request's reads, one entry per
+   * node with its read count and total time (`lagless;desc="replica1 x3";dur=4.2`), for browser
+   * devtools and tracing proxies. It costs an `onRead` hook on each read of the request. @default false
+   */
+  serverTiming?: boolean;
 }
 
 type HeaderValue = string | string[] | null | undefined;
@@ -56,6 +63,7 @@ const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 interface ResolvedHttpOptions<R> {
   readonly cookie: boolean;
   readonly cookieAttributes: string;
+  readonly serverTiming: boolean;
   readonly key: ((request: R) => string | undefined) | undefined;
 }
 
@@ -71,7 +79,10 @@ function resolveHttpOptions<R>(
   if (typeof options !== 'object' || options === null) {
     throw invalidOption(`${helper}(options)`, 'an object', options);
   }
-  const { cookie = true, cookieAttributes = DEFAULT_COOKIE_ATTRIBUTES, key } = options;
+  const { cookie = true, cookieAttributes = DEFAULT_COOKIE_ATTRIBUTES, key, serverTiming = false } = options;
+  if (typeof serverTiming !== 'boolean') {
+    throw invalidOption(`${helper}(options).serverTiming`, 'a boolean', serverTiming);
+  }
   if (typeof cookie !== 'boolean') throw invalidOption(`${helper}(options).cookie`, 'a boolean', cookie);
   if (typeof cookieAttributes !== 'string' || !HEADER_VALUE.test(cookieAttributes)) {
     throw invalidOption(
@@ -83,13 +94,47 @@ function resolveHttpOptions<R>(
   if (key !== undefined && typeof key !== 'function') {
     throw invalidOption(`${helper}(options).key`, 'a function of the request', key);
   }
-  return Object.freeze({ cookie, cookieAttributes, key });
+  return Object.freeze({ cookie, cookieAttributes, key, serverTiming });
 }
 
-/** What a response carries back: a token header when the token moved on, and a cookie line. */
+/**
+ * What a response carries back: a token header when the token moved on, a cookie line, and the
+ * nodes that served its reads when `serverTiming` is on.
+ */
 interface ResponseHeaders {
   readonly token: string | undefined;
   readonly setCookie: string | undefined;
+  readonly serverTiming: string | undefined;
+}
+
+/** Reads of one request, by node, in the order the nodes first served one. */
+class ServedNodes {
+  readonly #byNode = new Map<string, { reads: number; ms: number }>();
+
+  readonly add = (read: ServedRead): void => {
+    const node = this.#byNode.get(read.node);
+    if (node === undefined) this.#byNode.set(read.node, { reads: 1, ms: read.durationMs });
+    else {
+      node.reads++;
+      node.ms += read.durationMs;
+    }
+  };
+
+  /** The Server-Timing value, or undefined when no read ran. */
+  header(): string | undefined {
+    if (this.#byNode.size === 0) return undefined;
+    return [...this.#byNode]
+      .map(
+        ([name, { reads, ms }]) =>
+          `lagless;desc="${quoted(reads > 1 ? `${name} x${reads}` : name)}";dur=${ms.toFixed(1)}`,
+      )
+      .join(', ');
+  }
+}
+
+/** A node name inside a quoted-string: no quotes, backslashes or control characters get through. */
+function quoted(text: string): string {
+  return text.replace(/[^\x20-\x7e]|["\\]/g, '_');
 }
 
 /**
@@ -112,25 +157,27 @@ function requestSession<R>(request: R, incoming: string | undefined, options: Re
   const key = options.key?.(request);
   // Empty is none, as for a token: an anonymous request must not fail on the store's key check.
   if (key !== undefined && key !== '') init.key = key;
+  const served = options.serverTiming ? new ServedNodes() : undefined;
+  if (served !== undefined) init.onRead = served.add;
   const { cookie, cookieAttributes } = options;
   return {
     init,
     headers: (computed) => {
+      const serverTiming = served?.header();
       // The client already holds the token it sent: a header and a cookie only when it moved on.
       if (computed !== undefined && computed !== incoming) {
         // Tokens only contain [A-Za-z0-9._-]: nothing to escape.
-        return { token: computed, setCookie: cookie ? `${TOKEN_COOKIE}=${computed}; ${cookieAttributes}` : undefined };
+        const setCookie = cookie ? `${TOKEN_COOKIE}=${computed}; ${cookieAttributes}` : undefined;
+        return { token: computed, setCookie, serverTiming };
       }
       // Replaces a cookie holding a token we ignored, so the browser stops sending it.
       if (computed === undefined && cookie && rejected) {
-        return { token: undefined, setCookie: `${TOKEN_COOKIE}=; Max-Age=0; ${cookieAttributes}` };
+        return { token: undefined, setCookie: `${TOKEN_COOKIE}=; Max-Age=0; ${cookieAttributes}`, serverTiming };
       }
-      return NO_HEADERS;
+      return { token: undefined, setCookie: undefined, serverTiming };
     },
   };
 }
-
-const NO_HEADERS: ResponseHeaders = Object.freeze({ token: undefined, setCookie: undefined });
 
 /** The session's token, or none: the response is what matters now, never an error of ours. */
 async function tokenOrNone(scope: TokenScope): Promise<string | undefined> {
@@ -212,12 +259,13 @@ export async function withTokenScope(
   );
   return scope.session(session.init, async () => {
     const response = await handler(request);
-    const { token, setCookie } = session.headers(await tokenOrNone(scope));
-    if (token === undefined && setCookie === undefined) return response;
+    const { token, setCookie, serverTiming } = session.headers(await tokenOrNone(scope));
+    if (token === undefined && setCookie === undefined && serverTiming === undefined) return response;
     // Responses from fetch() or Response.redirect() have immutable headers: copy before touching them.
     const out = new Response(response.body, response);
     if (token !== undefined) out.headers.set(TOKEN_HEADER, token);
     if (setCookie !== undefined) out.headers.append('set-cookie', setCookie);
+    if (serverTiming !== undefined) out.headers.append('server-timing', serverTiming);
     return out;
   });
 }
@@ -250,10 +298,11 @@ export function tokenMiddleware(
         res.end = ((...args: unknown[]) => {
           // In the session whatever context end() is called from, so token() sees this request's writes.
           void inSession(() => tokenOrNone(scope)).then((computed) => {
-            const { token, setCookie } = session.headers(computed);
+            const { token, setCookie, serverTiming } = session.headers(computed);
             if (!res.headersSent) {
               if (token !== undefined) res.setHeader(TOKEN_HEADER, token);
               if (setCookie !== undefined) res.appendHeader('set-cookie', setCookie);
+              if (serverTiming !== undefined) res.appendHeader('server-timing', serverTiming);
             }
             end(...args);
           });
@@ -274,6 +323,7 @@ export interface FastifyRequestLike {
 export interface FastifyReplyLike {
   readonly raw: ServerResponse;
   header(name: string, value: string): unknown;
+  getHeader(name: string): unknown;
 }
 
 /** The subset of a Fastify instance the plugin uses (structural: core does not depend on fastify). */
@@ -367,10 +417,14 @@ export function tokenPlugin<R extends FastifyRequestLike = FastifyRequestLike>(
     void state
       .inSession(() => tokenOrNone(scope))
       .then((computed) => {
-        const { token, setCookie } = state.session.headers(computed);
+        const { token, setCookie, serverTiming } = state.session.headers(computed);
         if (token !== undefined) reply.header(TOKEN_HEADER, token);
         // Fastify appends to earlier set-cookie headers rather than replacing them.
         if (setCookie !== undefined) reply.header('set-cookie', setCookie);
+        if (serverTiming !== undefined) {
+          const earlier = reply.getHeader('server-timing');
+          reply.header('server-timing', earlier === undefined ? serverTiming : `${String(earlier)}, ${serverTiming}`);
+        }
       })
       .then(
         () => done(),
