@@ -139,6 +139,8 @@ describe('tokenPlugin: through a real server', () => {
     app.addHook('onRequest', (_request, _reply, done) => probe.run('marker', done));
     routes(app, router);
     const url = await listen(app);
+    // A token names the cluster: its identity must be known (a loaded machine can time out the first check).
+    await serving(router);
 
     // A write made outside any session: the process's scope now requires it.
     await router.write((pool) => pool.query("INSERT INTO notes (body) VALUES ('outside')"));
