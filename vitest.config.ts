@@ -1,11 +1,40 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 const pkg = (name: string): string => fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url));
 
-// The drizzle adapter's suites run twice: on the workspace's drizzle-orm (the highest the peer range
-// accepts) and on `drizzle-orm-044`, an npm alias of the lowest.
-const drizzleSuites = ['packages/drizzle/test/**/*.test.ts', 'test/peer/drizzle/**/*.test.ts'];
+// The drizzle adapter's suites that touch drizzle's internals run twice: on the workspace's
+// drizzle-orm (the highest the peer range accepts) and on `drizzle-orm-044`, an npm alias of the
+// lowest. (Its consistency suite exercises the core router through the same seams: once is enough.)
+const drizzleSuites = [
+  'packages/drizzle/test/drizzle-compat.test.ts',
+  'packages/drizzle/test/routing.integration.test.ts',
+  'packages/drizzle/test/cte.test.ts',
+  'test/peer/drizzle/**/*.test.ts',
+];
+
+// Files that wait on npm, tsc or a long story start first, so two workers do not finish on them alone.
+const LONG_FIRST = [
+  'test/pack/pack-install.test.ts',
+  'examples/demo/status-page.test.ts',
+  'test/http/cross-instance.test.ts',
+  'test/peer/drizzle/replicas.test.ts',
+];
+
+class LongFirstSequencer extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const sorted = await super.sort(files);
+    const rank = (file: TestSpecification) => {
+      const at = LONG_FIRST.findIndex((suffix) => file.moduleId.endsWith(suffix));
+      return at === -1 ? LONG_FIRST.length : at;
+    };
+    return sorted
+      .map((file, index) => ({ file, index }))
+      .sort((a, b) => rank(a.file) - rank(b.file) || a.index - b.index)
+      .map(({ file }) => file);
+  }
+}
 
 export default defineConfig({
   resolve: {
@@ -49,6 +78,7 @@ export default defineConfig({
         test: { name: 'drizzle-orm@0.44', include: drizzleSuites, env: { LAGLESS_DRIZZLE_VERSION: '0.44.7' } },
       },
     ],
+    sequence: { sequencer: LongFirstSequencer },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',

@@ -101,7 +101,7 @@ export function seededRandom(seed: number): () => number {
  * A tied replica this many times slower than the fastest tie is left out of the tie. Replicas
  * within the factor count as equal, so latency noise does not pile all load onto one of them.
  */
-const SLOW_TIE_FACTOR = 1.5;
+export const SLOW_TIE_FACTOR = 1.5;
 
 /**
  * Strictly the least busy replica. Equals share the load, so none is favoured by its position;

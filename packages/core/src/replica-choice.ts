@@ -1,4 +1,4 @@
-import type { Balancer } from './balancers.js';
+import { type Balancer, SLOW_TIE_FACTOR } from './balancers.js';
 import type { Consistency, Scope } from './consistency.js';
 import { LaglessError } from './errors.js';
 import type { RouterEventEmitter, RouterEvents } from './events.js';
@@ -70,9 +70,16 @@ export class ReplicaChooser<C> {
     scopes: readonly Scope[],
     trace?: ReadTrace,
   ): Promise<{ to: Replica<C> | FallbackReason; required: bigint }> {
-    // Staying on the replica the session read from keeps its reads monotonic at no cost.
+    // Staying on the replica the session read from keeps its reads monotonic at no cost, unless a
+    // better one is there: leaving costs one check that the next replica has what the session saw.
     const sticky = this.#consistency.stickyReplica<Replica<C>>(scopes);
-    if (sticky !== undefined && this.#canServe(sticky, options, excluded, required)) return { to: sticky, required };
+    if (
+      sticky !== undefined &&
+      this.#canServe(sticky, options, excluded, required) &&
+      !this.#worthLeaving(sticky, options, excluded)
+    ) {
+      return { to: sticky, required };
+    }
     if (this.#consistency.hasUncoveredReads(scopes)) {
       // Leaving it: the next replica must have replayed at least what the session saw there.
       if (!(await this.#consistency.coverReads(scopes))) return { to: 'read-position-unknown', required };
@@ -105,6 +112,25 @@ export class ReplicaChooser<C> {
       );
     }
     return { to: 'lsn-timeout', required };
+  }
+
+  /**
+   * True when a session should leave the replica it reads from: another one in this app's zone can
+   * serve while it is outside, or another answers clearly faster (the balancer's own tie rule), so
+   * a long session does not stay pinned to a replica that slowed down or to another zone.
+   */
+  #worthLeaving(sticky: Replica<C>, options: ReadOptions, excluded: ReadonlySet<Replica<C>> | undefined): boolean {
+    const zone = this.#options.zone;
+    const outsideZone = zone !== undefined && sticky.node.zone !== zone;
+    const limit = sticky.latencyScoreMs / SLOW_TIE_FACTOR;
+    for (const replica of this.#health.values()) {
+      if (replica === sticky || !this.#canServe(replica, options, excluded, 0n)) continue;
+      if (outsideZone && replica.node.zone === zone) return true;
+      const score = replica.latencyScoreMs;
+      // Unmeasured (0) scores give no basis to move.
+      if (score > 0 && score < limit) return true;
+    }
+    return false;
   }
 
   /** The balancer's choice, among this app's zone's replicas while any of them can serve. */

@@ -20,6 +20,7 @@ export class FakeCluster {
   readonly replicaOptions = new Map<string, FakeReplicaOptions>();
   primaryProbes = 0;
   identityProbes = 0;
+  replayProbes = 0;
   /** How long every identity probe takes to answer, in ms. */
   identityDelayMs = 0;
 
@@ -77,6 +78,7 @@ export class FakeCluster {
       },
       replay: async () => {
         await reachable();
+        this.replayProbes++;
         const options = this.replicaOptions.get(name) ?? {};
         return { inRecovery: options.recovery ?? true, replayLsn: this.replay.get(name) };
       },

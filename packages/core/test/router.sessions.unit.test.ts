@@ -56,6 +56,68 @@ describe('zones', () => {
   });
 });
 
+describe('a session leaves its replica for a better one', () => {
+  /** A read that takes `slowMs` on `slow` and no time elsewhere. */
+  const readSlowOn = (fake: FakeCluster, router: Router<string>, slow: string, slowMs: number) =>
+    router.read(async (client) => {
+      if (client === slow) await new Promise((resolve) => setTimeout(resolve, slowMs));
+      return fake.serve(client);
+    });
+
+  it('one that answers clearly faster (the balancer’s tie rule), after checking it has what the session saw', async () => {
+    const fake = new FakeCluster();
+    const router = track(fake.router([fake.replica('r1'), fake.replica('r2')], { balancer: 'round-robin' }));
+    await router.ready();
+    let probesBefore = 0;
+    let measured!: () => void;
+    const slowedDown = new Promise<void>((resolve) => {
+      measured = resolve;
+    });
+    let firstRead!: (node: string) => void;
+    const firstNode = new Promise<string>((resolve) => {
+      firstRead = resolve;
+    });
+    const session = router.session(async () => {
+      // Until latencies are measured, the session stays where it first read.
+      const seen = [await readOn(fake, router)];
+      firstRead(seen[0] as string);
+      await slowedDown;
+      for (let i = 0; i < 4; i++) seen.push(await readSlowOn(fake, router, seen[0] as string, 15));
+      return seen;
+    });
+    const first = await firstNode;
+    const other = first === 'r1' ? 'r2' : 'r1';
+    // Its replica slows down while the other stays fast, as reads outside the session measure.
+    for (let i = 0; i < 8; i++) await readSlowOn(fake, router, first, 15);
+    probesBefore = fake.replayProbes + fake.primaryProbes;
+    measured();
+    const seen = await session;
+    const served = { seen, first, other };
+    expect(served.seen[0]).toBe(served.first);
+    // It moved to the faster replica and stayed there.
+    expect(served.seen.slice(-3)).toEqual([served.other, served.other, served.other]);
+    expect(fake.replayProbes + fake.primaryProbes, 'leaving checked what the session saw').toBeGreaterThan(
+      probesBefore,
+    );
+  });
+
+  it("one in the app's zone, once one there can serve", async () => {
+    const fake = new FakeCluster();
+    const replicas = [zoned(fake.replica('a1'), 'a'), zoned(fake.replica('b1'), 'b')];
+    const router = track(fake.router(replicas, { zone: 'a' }));
+    await router.ready();
+    fake.down.add('a1');
+    await waitFor(async () => (await readOn(fake, router)) === 'b1');
+    const served = await router.session(async () => {
+      const away = await readOn(fake, router);
+      fake.down.delete('a1');
+      await waitFor(() => router.stats().replicas[0]?.state === 'up');
+      return [away, await readOn(fake, router)];
+    });
+    expect(served).toEqual(['b1', 'a1']);
+  });
+});
+
 describe('monotonic reads in a session', () => {
   it('a session stays on the replica it read from, even under round-robin', async () => {
     const fake = new FakeCluster();
