@@ -187,7 +187,8 @@ export interface ContenderResult {
   /** Client CPU (user + system of the bench process) over the measured windows ÷ operations, in µs. */
   cpuUsPerQuery: number;
   /** To the table's baseline contender (which has 1 and 1). */
-  ratios: { throughput: number; cpu: number };
+  /** `cpu` is null when the baseline costs no measurable CPU (a ratio to 0 means nothing). */
+  ratios: { throughput: number; cpu: number | null };
   /** Latency percentiles of one operation, in ms, where the bench measures them (medians over rounds). */
   latency?: { p50Ms: number; p99Ms: number };
   /** Further figures named by the table's `extraColumns` (share served by replicas, stale reads...). */
@@ -263,7 +264,7 @@ export function table(
       cpuUsPerQuery: +row.cpuUsPerQuery.toPrecision(4),
       ratios: {
         throughput: round(row.throughput / base.throughput, 3),
-        cpu: round(row.cpuUsPerQuery / base.cpuUsPerQuery, 3),
+        cpu: base.cpuUsPerQuery > 0 ? round(row.cpuUsPerQuery / base.cpuUsPerQuery, 3) : null,
       },
       ...(row.latency ? { latency: { p50Ms: round(row.latency.p50Ms, 3), p99Ms: round(row.latency.p99Ms, 3) } } : {}),
       ...(row.extra ? { extra: row.extra } : {}),
@@ -319,7 +320,7 @@ export function printTable(t: ResultTable): void {
     formatNumber(c.throughput),
     c.ratios.throughput.toFixed(2),
     formatNumber(c.cpuUsPerQuery),
-    c.ratios.cpu.toFixed(2),
+    c.ratios.cpu === null ? '–' : c.ratios.cpu.toFixed(2),
     c.latency ? formatNumber(c.latency.p50Ms) : '',
     c.latency ? formatNumber(c.latency.p99Ms) : '',
     ...extra.map(([key]) => (c.extra?.[key] === undefined ? '' : formatNumber(c.extra[key] as number))),

@@ -97,7 +97,7 @@ function markdownTable(t: ResultTable): string {
     formatNumber(c.throughput),
     `${c.ratios.throughput.toFixed(2)}×`,
     formatNumber(c.cpuUsPerQuery),
-    `${c.ratios.cpu.toFixed(2)}×`,
+    c.ratios.cpu === null ? '–' : `${c.ratios.cpu.toFixed(2)}×`,
     ...(hasLatency ? [formatNumber(c.latency?.p50Ms ?? Number.NaN), formatNumber(c.latency?.p99Ms ?? Number.NaN)] : []),
     ...extra.map(([key]) => (c.extra?.[key] === undefined ? '' : formatNumber(c.extra[key] as number))),
   ]);
