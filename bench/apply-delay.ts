@@ -13,11 +13,11 @@
 // (issue 11), session reads under the delay: ≥ 90 % served by replicas, 0 stale, p99 extra ≤ 22 ms.
 //   node --conditions=lagless-source --import tsx bench/apply-delay.ts [-- --rounds 4 --seconds 1 --warmup 1]
 import { createRouter, type Router } from '@lagless/core';
-import { type PgNode, pgNode } from '@lagless/core/pg';
 import { startCluster } from '@lagless/testkit';
-import pg from 'pg';
+import type pg from 'pg';
 import {
   benchOptions,
+  clusterPgNodes,
   interleave,
   measure,
   type Recorder,
@@ -46,14 +46,7 @@ type Pool = pg.Pool;
 const cluster = await startCluster({ replicas: 2 });
 const [delayed, prompt] = cluster.replicas;
 if (!delayed || !prompt) throw new Error('two replicas expected');
-const newPool = (url: string) => {
-  const pool = new pg.Pool({ connectionString: url, max: POOL_MAX });
-  pool.on('error', () => {});
-  return pool;
-};
-const primaryNode: PgNode<Pool> = pgNode('primary', newPool(cluster.primary.url));
-const replicaNodes = cluster.replicas.map((replica): PgNode<Pool> => pgNode(replica.name, newPool(replica.url)));
-const nodes = [primaryNode, ...replicaNodes];
+const { primary: primaryNode, replicas: replicaNodes, all: nodes } = clusterPgNodes(cluster, POOL_MAX);
 const routers: Router<Pool>[] = [];
 const nodeByPort = new Map<number, string>(
   [cluster.primary, ...cluster.replicas].map((node) => [Number(new URL(node.url).port), node.name]),

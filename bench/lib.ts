@@ -8,7 +8,9 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { type PgNode, pgNode } from '@lagless/core/pg';
 import type { Cluster } from '@lagless/testkit';
+import pg from 'pg';
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return Number.NaN;
@@ -383,4 +385,22 @@ export async function seedUsers(cluster: Cluster, rows: number): Promise<void> {
   );
   await cluster.primary.query('ANALYZE "User"');
   await cluster.waitForReplicas();
+}
+
+/**
+ * One node-postgres pool per node of `cluster`, shared by every contender of a bench (they never run
+ * at the same time), with `max` above the highest concurrency so no contender queues on its pool.
+ */
+export function clusterPgNodes(
+  cluster: Cluster,
+  max: number,
+): { primary: PgNode<pg.Pool>; replicas: PgNode<pg.Pool>[]; all: PgNode<pg.Pool>[] } {
+  const node = (name: string, url: string) => {
+    const pool = new pg.Pool({ connectionString: url, max });
+    pool.on('error', () => {});
+    return pgNode(name, pool);
+  };
+  const primary = node('primary', cluster.primary.url);
+  const replicas = cluster.replicas.map((replica) => node(replica.name, replica.url));
+  return { primary, replicas, all: [primary, ...replicas] };
 }

@@ -11,11 +11,11 @@
 // throughput at concurrency 32 at least 0.95× bare.
 //   node --conditions=lagless-source --import tsx bench/token-capture.ts [-- --rounds 5 --seconds 1 --warmup 1]
 import { createRouter, type Router } from '@lagless/core';
-import { type PgNode, pgNode } from '@lagless/core/pg';
 import { startCluster } from '@lagless/testkit';
-import pg from 'pg';
+import type pg from 'pg';
 import {
   benchOptions,
+  clusterPgNodes,
   interleave,
   measure,
   type ResultTable,
@@ -46,15 +46,7 @@ const randomId = () => 1 + Math.floor(Math.random() * options.rows);
 const UPDATE = 'UPDATE kv SET v = v + 1 WHERE id = $1';
 
 const cluster = await startCluster({ replicas: 2 });
-const newPool = (url: string) => {
-  const pool = new pg.Pool({ connectionString: url, max: POOL_MAX });
-  pool.on('error', () => {});
-  return pool;
-};
-// One pool per node, shared by every contender (they never run at the same time).
-const primaryNode: PgNode<Pool> = pgNode('primary', newPool(cluster.primary.url));
-const replicaNodes = cluster.replicas.map((replica): PgNode<Pool> => pgNode(replica.name, newPool(replica.url)));
-const nodes = [primaryNode, ...replicaNodes];
+const { primary: primaryNode, replicas: replicaNodes, all: nodes } = clusterPgNodes(cluster, POOL_MAX);
 const routers: Router<Pool>[] = [];
 try {
   await cluster.primary.query('CREATE TABLE kv (id int PRIMARY KEY, v bigint NOT NULL)');
