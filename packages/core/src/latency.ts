@@ -111,6 +111,17 @@ export class LatencyTracker {
     return this.#ewma;
   }
 
+  /**
+   * The EWMA, decaying towards 0 between samples as the peak score does: what balancing compares.
+   * A replica left out of ties for being slow gets no reads, hence no samples; without this its
+   * average would stay frozen at its worst and it would never be tried again.
+   */
+  get idleDecayedEwmaMs(): number {
+    if (this.#count === 0) return 0;
+    const idle = this.#now() - this.#lastAt;
+    return idle > 0 ? this.#ewma * Math.exp(-idle / this.#decayMs) : this.#ewma;
+  }
+
   /** Samples recorded since construction or the last reset (not capped by the window). */
   get count(): number {
     return this.#count;

@@ -82,8 +82,9 @@ export class Replica<C> implements BalancerCandidate {
     return this.latency.peakEwmaMs;
   }
 
+  /** What the least-connections tie rule compares: decays while the replica gets no reads. */
   get averageLatencyMs(): number {
-    return this.latency.ewmaMs;
+    return this.latency.idleDecayedEwmaMs;
   }
 
   /** Up, in the list, and not refused. */

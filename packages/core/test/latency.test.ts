@@ -64,6 +64,18 @@ describe('LatencyTracker averages', () => {
     expect(t.peakEwmaMs).toBe(60);
   });
 
+  it('lets the average the tie rule compares decay while idle too, so least-connections tries a passed-over replica again', () => {
+    const { t, clock } = tracker({ decayMs: 1_000 });
+    t.record(30);
+    expect(t.idleDecayedEwmaMs).toBe(30);
+    clock.ms += 1_000;
+    expect(t.idleDecayedEwmaMs).toBeCloseTo(30 / Math.E, 6);
+    // The plain EWMA (stats) stays what the samples said.
+    expect(t.ewmaMs).toBe(30);
+    clock.ms += 1_000_000;
+    expect(t.idleDecayedEwmaMs).toBe(0);
+  });
+
   it('ignores negative, NaN and infinite samples', () => {
     const { t } = tracker();
     t.record(5);
