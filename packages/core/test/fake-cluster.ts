@@ -1,4 +1,6 @@
 // A fake cluster for router unit tests: typed probe answers, no SQL and no database.
+
+import { afterEach } from 'vitest';
 import type { NodeProbes, RouterNode, RouterOptions } from '../src/index.js';
 import { Router } from '../src/router.js';
 
@@ -128,4 +130,19 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, timeo
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/**
+ * Routers a test file makes are closed after each test: `const track = closeAfterEach()`, then
+ * `track(fake.router(...))`.
+ */
+export function closeAfterEach(): (router: Router<string>) => Router<string> {
+  const routers: Router<string>[] = [];
+  afterEach(async () => {
+    for (const router of routers.splice(0)) await router.close();
+  });
+  return (router) => {
+    routers.push(router);
+    return router;
+  };
 }

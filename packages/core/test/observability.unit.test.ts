@@ -1,21 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RouterEventEmitter } from '../src/events.js';
 import type { RouterEvents, ServedRead } from '../src/index.js';
 import { LagHistory } from '../src/lag-history.js';
 import { LagMonitor } from '../src/lag-monitor.js';
-import type { Router } from '../src/router.js';
 import { expectInvalidOption } from './assertions.js';
-import { FakeCluster, readOn, refused, waitFor } from './fake-cluster.js';
+import { closeAfterEach, FakeCluster, readOn, refused, waitFor } from './fake-cluster.js';
 
-const routers: Router<string>[] = [];
-afterEach(async () => {
-  for (const router of routers.splice(0)) await router.close();
-});
-
-function track(router: Router<string>): Router<string> {
-  routers.push(router);
-  return router;
-}
+const track = closeAfterEach();
 
 describe('LagHistory', () => {
   it('reports nearest-rank percentiles of the samples inside the window only', () => {

@@ -8,21 +8,15 @@ import { PrimaryLsnHistory } from '../src/lag.js';
 import { pgNode } from '../src/pg.js';
 import type { Router } from '../src/router.js';
 import { rejection } from './assertions.js';
-import { FakeCluster, readOn, refused, waitFor } from './fake-cluster.js';
+import { closeAfterEach, FakeCluster, readOn, refused, waitFor } from './fake-cluster.js';
 
 const SECRET = 'a-secret-of-sixteen-bytes';
 const OLD_SECRET = 'the-previous-secret-16b';
 
-const routers: Router<string>[] = [];
-afterEach(async () => {
-  for (const router of routers.splice(0)) await router.close();
+const track = closeAfterEach();
+afterEach(() => {
   vi.restoreAllMocks();
 });
-
-function track(router: Router<string>): Router<string> {
-  routers.push(router);
-  return router;
-}
 
 function events(router: Router<string>, ...names: RouterEventName[]): Array<[RouterEventName, unknown]> {
   const seen: Array<[RouterEventName, unknown]> = [];

@@ -1,17 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RouterNode } from '../src/index.js';
 import type { Router } from '../src/router.js';
-import { FakeCluster, readOn, waitFor } from './fake-cluster.js';
+import { closeAfterEach, FakeCluster, readOn, waitFor } from './fake-cluster.js';
 
-const routers: Router<string>[] = [];
-afterEach(async () => {
-  for (const router of routers.splice(0)) await router.close();
-});
-
-function track(router: Router<string>): Router<string> {
-  routers.push(router);
-  return router;
-}
+const track = closeAfterEach();
 
 function zoned(node: RouterNode<string>, zone: string): RouterNode<string> {
   return { ...node, zone };
