@@ -21,18 +21,7 @@ import {
 import { drizzle as drizzlePostgresJs } from 'drizzle-orm/postgres-js';
 import pg from 'pg';
 import postgres from 'postgres';
-import {
-  benchOptions,
-  interleave,
-  measure,
-  type ResultTable,
-  round,
-  rowOf,
-  table,
-  target,
-  type Window,
-  writeResult,
-} from './lib.js';
+import { benchOptions, interleavedTable, measure, type ResultTable, target, type Window, writeResult } from './lib.js';
 
 const { values } = parseArgs({ options: { driver: { type: 'string' } }, strict: false });
 const { rounds, seconds, rows } = benchOptions({ rounds: [7, 2], seconds: [1, 0.25], rows: [10_000, 10_000] });
@@ -112,17 +101,15 @@ try {
       const title = `${scenario}, c=${concurrency}`;
       // Unmeasured: pools grown to this concurrency, latency estimates settled.
       for (const name of names) await run(contenders[name] as Db, concurrency, 300);
-      const samples = await interleave(names, rounds, (name) =>
-        run(contenders[name] as Db, concurrency, seconds * 1000),
-      );
-      opsByRound[title] = Object.fromEntries(
-        names.map((name) => [name, (samples[name] ?? []).map((w) => round(w.opsPerSec))]),
-      );
-      const t = table(
+      const t = await interleavedTable(
         title,
         'reads/s',
         'bare',
-        names.map((name) => rowOf(name, samples[name] ?? [], 'read')),
+        names,
+        rounds,
+        (name) => run(contenders[name] as Db, concurrency, seconds * 1000),
+        'read',
+        opsByRound,
       );
       if (scenario === 'healthy') {
         target('lagless CPU per query vs bare drizzle', t, 'lagless', (c) => c.ratios.cpu ?? undefined, '<=', 1.05);

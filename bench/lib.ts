@@ -275,6 +275,32 @@ export function table(
   };
 }
 
+/**
+ * One table of a throughput bench: every contender measured over interleaved rounds, its row taken
+ * from the `kind` operations of its windows, and each round's ops/s kept in `byRound[title]`.
+ */
+export async function interleavedTable(
+  title: string,
+  unit: string,
+  baseline: string,
+  names: readonly string[],
+  rounds: number,
+  run: (name: string) => Promise<Window>,
+  kind: string,
+  byRound: Record<string, Record<string, number[]>>,
+): Promise<ResultTable> {
+  const samples = await interleave(names, rounds, run);
+  byRound[title] = Object.fromEntries(
+    names.map((name) => [name, (samples[name] ?? []).map((w) => round(w.opsPerSec))]),
+  );
+  return table(
+    title,
+    unit,
+    baseline,
+    names.map((name) => rowOf(name, samples[name] ?? [], kind)),
+  );
+}
+
 /** A row from the windows of one contender: medians over rounds, latency of `kind` if given. */
 export function rowOf(name: string, windows: readonly Window[], kind?: string): RowInput {
   const summary = summarize(windows);

@@ -18,13 +18,11 @@ import { readReplicas as officialReadReplicas } from '@prisma/extension-read-rep
 import { PrismaClient } from '../packages/prisma/test/generated/client.js';
 import {
   benchOptions,
-  interleave,
+  interleavedTable,
   measure,
   type ResultTable,
   round,
-  rowOf,
   seedUsers,
-  table,
   target,
   type Window,
   writeResult,
@@ -118,17 +116,15 @@ try {
       for (const concurrency of CONCURRENCIES) {
         const title = `${scenario}, ${operation}, c=${concurrency}`;
         for (const name of names) await run(contenders[name] as () => UserReader, operation, concurrency, 300);
-        const samples = await interleave(names, rounds, (name) =>
-          run(contenders[name] as () => UserReader, operation, concurrency, seconds * 1000),
-        );
-        opsByRound[title] = Object.fromEntries(
-          names.map((name) => [name, (samples[name] ?? []).map((w) => round(w.opsPerSec))]),
-        );
-        const t = table(
+        const t = await interleavedTable(
           title,
           'reads/s',
           'bare',
-          names.map((name) => rowOf(name, samples[name] ?? [], 'read')),
+          names,
+          rounds,
+          (name) => run(contenders[name] as () => UserReader, operation, concurrency, seconds * 1000),
+          'read',
+          opsByRound,
         );
         if (scenario === 'healthy' && operation === 'findUnique' && concurrency === 32) {
           target('lagless fast path throughput vs bare', t, 'lagless', (c) => c.ratios.throughput, '>=', 0.9);
